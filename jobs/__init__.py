@@ -1,0 +1,1 @@
+"""One runnable script per stage: `python jobs/<stage>.py --config configs/....yaml key=value ...`."""
