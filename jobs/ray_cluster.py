@@ -1,0 +1,48 @@
+"""Connect a job to Ray: the cluster under `ray job submit`, or a private local instance.
+
+Why a private local instance gets its own dashboard on a free port: Ray Train (2.60) runs a
+detached `PlacementGroupCleaner` that asks the State API every second whether the train
+controller is alive, and removes the run's placement group (killing the workers) when it is not
+found. Without an explicit API server address the State API goes to the most recently started
+Ray instance on the machine, so a second local instance (a preprocessing job, a test) made a
+healthy training run look dead and killed it. Pointing RAY_API_SERVER_ADDRESS at this
+instance's own dashboard before Ray starts (its processes inherit the variable) prevents that.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, job_priority: bool = False, **kwargs: Any) -> None:
+    """ray.init for jobs. address None: RAY_ADDRESS if set (as under `ray job submit`), else a
+    private local instance (never someone else's `ray start` cluster by accident).
+
+    job_priority: local workers keep the driver's niceness (Ray starts them at 15) and OpenMP
+    threads sleep instead of spinning when cores are shared; for training jobs, whose workers
+    are the job's main work. Either can be overridden through the environment.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":
+        if job_priority:
+            os.environ.setdefault("RAY_worker_niceness", "0")
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        port = free_port()
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port)
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
+    kwargs.setdefault("logging_level", "WARNING")
+    ray.init(address=address, **kwargs)

@@ -1,0 +1,239 @@
+"""The torch collate every trainer uses on preprocessed shards: decode, augment, pad.
+
+    collate = VideoCollate(VideoCollateConfig(height=224, width=224), train=True, generator=0)
+    for batch in read_shards(root, dataset, "train").iter_torch_batches(batch_size=8, collate_fn=collate): ...
+
+Input: rows of the shards, either Ray's column dict (`iter_batches` / `iter_torch_batches`) or a
+list of row dicts. Output:
+    frames         float32 (B, T_max, 3, H, W), RGB in [0, 1] (or (x - mean) / std); zero padded
+    frame_lengths  int64 (B,)
+    keypoints      float32 (B, T_max, 133, 3): x, y moved exactly like the frames (output pixels,
+                   pixel-index units), score; zero padded; all zero when the shards have none
+    names, glosses (space-separated strings), texts (str or None)
+
+Training augmentation (the recognition papers'): temporal resampling of each clip to a random
+length in [0.5 T, 1.5 T] rounded to a multiple of 4 (nearest-neighbour frame indices; keypoints
+use the same indices); one RandomResizedCrop box per clip (scale (0.7, 1), ratio (0.75, 1.3))
+resized to the output size; colour jitter with p = 0.3 (same factors for every frame of a clip);
+no flip (handedness carries meaning). Evaluation: the whole frame (or a centre crop) resized,
+all frames, deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, Sequence
+
+import cv2
+import numpy as np
+import torch
+from pydantic import Field
+from ray.data.collate_fn import NumpyBatchCollateFn
+
+from jobs.config import StrictModel
+
+NUM_KEYPOINTS = 133
+
+
+class VideoCollateConfig(StrictModel):
+    height: int = Field(224, ge=1)
+    width: int = Field(224, ge=1)
+    crop_scale: tuple[float, float] = (0.7, 1.0)  # area fraction of the RandomResizedCrop box
+    crop_ratio: tuple[float, float] = (0.75, 1.3)  # its width / height
+    color_jitter_p: float = Field(0.3, ge=0, le=1)
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1  # fraction of a full turn of the chroma plane (YIQ rotation)
+    temporal_scale: tuple[float, float] = (0.5, 1.5)
+    length_multiple: int = Field(4, ge=1)  # train lengths are multiples of this
+    max_frames: int | None = 400  # longer clips are resampled down (uniformly) to this
+    eval_crop: Literal["whole", "center"] = "whole"  # centre: the largest box of the output aspect
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    pad: Literal["zero", "replicate"] = "zero"
+    num_threads: int = Field(1, ge=1)  # decode clips in parallel threads (cv2 releases the GIL)
+
+
+def _rows(batch: Any) -> list[dict]:
+    if isinstance(batch, dict):
+        n = len(batch["name"])
+        return [{k: v[i] for k, v in batch.items()} for i in range(n)]
+    return list(batch)
+
+
+def resample_indices(num_frames: int, length: int) -> np.ndarray:
+    """Nearest-neighbour indices that stretch/shrink `num_frames` frames to `length`."""
+    idx = np.floor((np.arange(length) + 0.5) * num_frames / length).astype(np.int64)
+    return np.minimum(idx, num_frames - 1)
+
+
+def random_resized_crop_box(height: int, width: int, scale: Sequence[float], ratio: Sequence[float], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h) as torchvision's RandomResizedCrop draws it (10 tries, then a centre crop)."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def center_box(height: int, width: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
+    """The largest centred box with the output's aspect ratio."""
+    aspect = out_w / out_h
+    w, h = (width, int(round(width / aspect))) if width / height < aspect else (int(round(height * aspect)), height)
+    w, h = min(w, width), min(h, height)
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+_YIQ_INV = np.linalg.inv(_YIQ).astype(np.float32)
+
+
+def color_jitter(clip: torch.Tensor, b: float, c: float, s: float, h: float) -> torch.Tensor:
+    """clip float (T, 3, H, W) RGB in [0, 1]; the same factors for every frame."""
+    clip = clip * b
+    gray = (0.299 * clip[:, 0] + 0.587 * clip[:, 1] + 0.114 * clip[:, 2]).unsqueeze(1)
+    clip = (clip - gray.mean(dim=(2, 3), keepdim=True)) * c + gray.mean(dim=(2, 3), keepdim=True)
+    gray = (0.299 * clip[:, 0] + 0.587 * clip[:, 1] + 0.114 * clip[:, 2]).unsqueeze(1)
+    clip = (clip - gray) * s + gray
+    if h:
+        angle = 2 * math.pi * h
+        rot = np.array([[1, 0, 0], [0, math.cos(angle), -math.sin(angle)], [0, math.sin(angle), math.cos(angle)]], np.float32)
+        m = torch.from_numpy(_YIQ_INV @ rot @ _YIQ)
+        clip = torch.einsum("ij,tjhw->tihw", m, clip)
+    return clip.clamp_(0.0, 1.0)
+
+
+class VideoCollate(NumpyBatchCollateFn):
+    """Callable collate (see the module docstring). `generator`: a numpy Generator or a seed;
+    the same seed gives the same batches. Also accepts a list of row dicts (torch DataLoader)."""
+
+    def __init__(self, config: VideoCollateConfig | None = None, *, train: bool, generator: np.random.Generator | int | None = None):
+        self.config = config or VideoCollateConfig()
+        self.train = train
+        self.rng = generator if isinstance(generator, np.random.Generator) else np.random.default_rng(generator)
+        self._pool: ThreadPoolExecutor | None = None
+        c = self.config
+        self._mean = torch.tensor(c.mean, dtype=torch.float32).view(1, 1, 3, 1, 1) if c.mean else None
+        self._std = torch.tensor(c.std, dtype=torch.float32).view(1, 1, 3, 1, 1) if c.std else None
+
+    def __getstate__(self) -> dict:  # picklable (e.g. shipped to Ray Train workers); threads are made on first use
+        return {**self.__dict__, "_pool": None}
+
+    # -- per clip parameters (drawn in the caller's thread, in row order: reproducible)
+    def _plan(self, num_frames: int, height: int, width: int) -> dict:
+        c = self.config
+        if self.train:
+            u = self.rng.uniform(*c.temporal_scale)
+            length = max(c.length_multiple, int(round(num_frames * u / c.length_multiple)) * c.length_multiple)
+            if c.max_frames:
+                length = min(length, max(c.length_multiple, c.max_frames // c.length_multiple * c.length_multiple))
+            box = random_resized_crop_box(height, width, c.crop_scale, c.crop_ratio, self.rng)
+            jitter = None
+            if self.rng.random() < c.color_jitter_p:
+                jitter = (
+                    self.rng.uniform(1 - c.brightness, 1 + c.brightness),
+                    self.rng.uniform(max(0.0, 1 - c.contrast), 1 + c.contrast),
+                    self.rng.uniform(max(0.0, 1 - c.saturation), 1 + c.saturation),
+                    self.rng.uniform(-c.hue, c.hue),
+                )
+        else:
+            length = min(num_frames, c.max_frames) if c.max_frames else num_frames
+            box = (0, 0, width, height) if c.eval_crop == "whole" else center_box(height, width, c.height, c.width)
+            jitter = None
+        return {"indices": resample_indices(num_frames, length), "box": box, "jitter": jitter}
+
+    def _decode_clip(self, frames: Any, indices: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray) -> None:
+        """Fill out[:len(indices)] (uint8 BGR (T, H, W, 3)) with the cropped, resized frames."""
+        c = self.config
+        x0, y0, w, h = box
+        interpolation = cv2.INTER_AREA if (w > c.width and h > c.height) else cv2.INTER_LINEAR
+        raw = isinstance(frames, np.ndarray) and frames.dtype == np.uint8
+        unique, inverse = np.unique(indices, return_inverse=True)
+        for j, k in enumerate(unique):
+            if raw:
+                image = np.ascontiguousarray(frames[k][..., ::-1])
+            else:
+                image = cv2.imdecode(np.frombuffer(frames[k], np.uint8), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise ValueError(f"frame {k}: not a decodable JPEG")
+            crop = image[y0 : y0 + h, x0 : x0 + w]
+            if crop.shape[:2] == (c.height, c.width):
+                out[j] = crop
+            else:
+                cv2.resize(crop, (c.width, c.height), dst=out[j], interpolation=interpolation)
+        if len(unique) != len(indices):
+            out[: len(indices)] = out[inverse.reshape(-1)]
+
+    def __call__(self, batch: Any) -> dict[str, Any]:
+        rows = _rows(batch)
+        c = self.config
+        plans = []
+        for r in rows:
+            n = int(r["num_frames"]) if "num_frames" in r else len(r["frames"])
+            plans.append(self._plan(n, int(r["height"]), int(r["width"])))
+        lengths = [len(p["indices"]) for p in plans]
+        t_max = max(lengths) if lengths else 0
+        buf = np.zeros((len(rows), t_max, c.height, c.width, 3), np.uint8)
+
+        def work(i: int) -> None:
+            self._decode_clip(rows[i]["frames"], plans[i]["indices"], plans[i]["box"], buf[i])
+            if c.pad == "replicate" and 0 < lengths[i] < t_max:
+                buf[i, lengths[i]:] = buf[i, lengths[i] - 1]
+
+        if c.num_threads > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(c.num_threads)
+            list(self._pool.map(work, range(len(rows))))
+        else:
+            for i in range(len(rows)):
+                work(i)
+        frames = torch.from_numpy(buf).permute(0, 1, 4, 2, 3).flip(2).float().div_(255.0)
+        for i, p in enumerate(plans):
+            if p["jitter"] is not None:
+                frames[i, : lengths[i]] = color_jitter(frames[i, : lengths[i]], *p["jitter"])
+        if self._mean is not None:
+            frames = (frames - self._mean) / (self._std if self._std is not None else 1.0)
+            for i, n in enumerate(lengths):
+                if c.pad == "zero":
+                    frames[i, n:] = 0.0
+
+        keypoints = torch.zeros((len(rows), t_max, NUM_KEYPOINTS, 3), dtype=torch.float32)
+        for i, (r, p) in enumerate(zip(rows, plans)):
+            kp = r.get("keypoints")
+            if kp is None or len(kp) == 0:
+                continue
+            kp = np.asarray(kp, np.float32)[p["indices"]]
+            x0, y0, w, h = p["box"]
+            present = kp[..., 2] > 0
+            kp[..., 0] = (kp[..., 0] + 0.5 - x0) * (c.width / w) - 0.5
+            kp[..., 1] = (kp[..., 1] + 0.5 - y0) * (c.height / h) - 0.5
+            kp[~present] = 0.0
+            keypoints[i, : lengths[i]] = torch.from_numpy(kp)
+            if c.pad == "replicate" and lengths[i] < t_max:
+                keypoints[i, lengths[i]:] = keypoints[i, lengths[i] - 1]
+        texts = []
+        for r in rows:
+            t = r.get("text")
+            texts.append(None if t is None or (isinstance(t, float) and math.isnan(t)) else str(t))
+        return {
+            "frames": frames.contiguous(),
+            "frame_lengths": torch.tensor(lengths, dtype=torch.int64),
+            "keypoints": keypoints,
+            "names": [str(r["name"]) for r in rows],
+            "glosses": [str(r["gloss"]) for r in rows],
+            "texts": texts,
+        }

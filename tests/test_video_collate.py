@@ -1,0 +1,158 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from pipelines.video_collate import VideoCollate, VideoCollateConfig, random_resized_crop_box, resample_indices
+
+SRC_H, SRC_W = 80, 100
+
+
+def dot_clip(num_frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw uint8 RGB frames with a 3x3 white dot that moves every frame, and keypoint 0 at its
+    centre (score 1); keypoint 1 is absent (score 0)."""
+    rng = np.random.default_rng(seed)
+    frames = np.zeros((num_frames, SRC_H, SRC_W, 3), np.uint8)
+    frames[..., 2] = 60
+    kp = np.zeros((num_frames, 133, 3), np.float32)
+    for t in range(num_frames):
+        x, y = int(rng.integers(20, SRC_W - 20)), int(rng.integers(20, SRC_H - 20))
+        frames[t, y - 1 : y + 2, x - 1 : x + 2] = 255
+        kp[t, 0] = (x, y, 1.0)
+        kp[t, 1] = (5, 5, 0.0)
+    return frames, kp
+
+
+def rows(lengths=(9, 14, 5), jpeg=False):
+    out = []
+    for i, n in enumerate(lengths):
+        frames, kp = dot_clip(n, i)
+        if jpeg:
+            stored = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes() for f in frames]
+        else:
+            stored = frames
+        out.append({"name": f"v{i}", "gloss": "A B", "text": f"t{i}", "num_frames": n, "height": SRC_H, "width": SRC_W,
+                    "frames": stored, "keypoints": kp.astype(np.float16)})
+    return out
+
+
+def dot_centroid(frame_chw: torch.Tensor) -> np.ndarray:
+    """Centroid (x, y) of the dot, weighting by how much brighter than the background a pixel is."""
+    img = frame_chw[0].numpy()  # red channel: 0 background, 1 dot
+    w = np.clip(img - 0.05, 0, None)
+    ys, xs = np.mgrid[: img.shape[0], : img.shape[1]]
+    return np.array([(w * xs).sum() / w.sum(), (w * ys).sum() / w.sum()])
+
+
+@pytest.mark.parametrize("jpeg", [False, True])
+def test_train_crop_keeps_keypoints_on_the_same_image_content(jpeg):
+    collate = VideoCollate(VideoCollateConfig(height=64, width=64, color_jitter_p=0.0), train=True, generator=3)
+    batch = collate(rows(jpeg=jpeg))
+    checked = 0
+    for b in range(3):
+        for t in range(int(batch["frame_lengths"][b])):
+            x, y, s = batch["keypoints"][b, t, 0].tolist()
+            if not (2 <= x <= 61 and 2 <= y <= 61):
+                continue  # the crop cut the dot away
+            np.testing.assert_allclose(dot_centroid(batch["frames"][b, t]), [x, y], atol=0.5)
+            assert s == 1.0
+            checked += 1
+    assert checked > 10
+    assert (batch["keypoints"][..., 1, :] == 0).all()  # absent points stay zero
+
+
+def test_train_lengths_are_multiples_of_4_within_the_temporal_range_and_padding_is_exact():
+    collate = VideoCollate(VideoCollateConfig(height=32, width=40), train=True, generator=0)
+    seen = set()
+    for _ in range(10):
+        batch = collate(rows(lengths=(9, 14, 30)))
+        lengths = batch["frame_lengths"]
+        assert lengths.dtype == torch.int64
+        assert batch["frames"].shape == (3, int(lengths.max()), 3, 32, 40) and batch["frames"].dtype == torch.float32
+        for b, (n, t) in enumerate(zip(lengths.tolist(), (9, 14, 30))):
+            assert n % 4 == 0 and 4 <= n and 0.5 * t - 2 <= n <= 1.5 * t + 2
+            assert (batch["frames"][b, n:] == 0).all() and (batch["keypoints"][b, n:] == 0).all()
+            assert (batch["frames"][b, :n].amax(dim=(1, 2, 3)) > 0.2).all()  # real content in every frame
+            seen.add(n)
+    assert len(seen) > 4  # lengths really vary
+    assert 0.0 <= float(batch["frames"].min()) and float(batch["frames"].max()) <= 1.0
+
+
+def test_eval_is_deterministic_whole_frame_and_keeps_all_frames():
+    cfg = VideoCollateConfig(height=40, width=50)
+    a = VideoCollate(cfg, train=False, generator=1)(rows())
+    b = VideoCollate(cfg, train=False, generator=2)(rows())
+    assert a["frame_lengths"].tolist() == [9, 14, 5]
+    assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["keypoints"], b["keypoints"])
+    # whole frame 100x80 -> 50x40: keypoints halve (pixel-index units)
+    frames, kp = dot_clip(9, 0)
+    np.testing.assert_allclose(a["keypoints"][0, :9, 0, :2].numpy(), (kp[:, 0, :2] + 0.5) * 0.5 - 0.5, atol=0.02)
+    expected = cv2.resize(frames[3], (50, 40), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(a["frames"][0, 3].permute(1, 2, 0).numpy() * 255, expected, atol=0.51)
+    assert a["names"] == ["v0", "v1", "v2"] and a["glosses"] == ["A B"] * 3 and a["texts"] == ["t0", "t1", "t2"]
+
+
+def test_temporal_resampling_uses_the_same_indices_for_frames_and_keypoints():
+    collate = VideoCollate(VideoCollateConfig(height=80, width=100, crop_scale=(1.0, 1.0), crop_ratio=(1.25, 1.25), color_jitter_p=0), train=True, generator=5)
+    batch = collate(rows(lengths=(13,)))
+    n = int(batch["frame_lengths"][0])
+    for t in range(n):  # crop is the whole frame: the dot and its keypoint must agree in every frame
+        x, y, _ = batch["keypoints"][0, t, 0].tolist()
+        np.testing.assert_allclose(dot_centroid(batch["frames"][0, t]), [x, y], atol=0.01)
+
+
+def test_seeded_generators_reproduce_batches_and_column_dicts_equal_row_lists():
+    cfg = VideoCollateConfig(height=32, width=32, color_jitter_p=0.5)
+    a = VideoCollate(cfg, train=True, generator=7)(rows())
+    b = VideoCollate(cfg, train=True, generator=np.random.default_rng(7))(rows())
+    r = rows()
+    columns = {k: np.array([row[k] for row in r] if k not in ("frames", "keypoints") else _objects([row[k] for row in r])) for k in r[0]}
+    c = VideoCollate(cfg, train=True, generator=7)(columns)
+    d = VideoCollate(cfg, train=True, generator=8)(rows())
+    for other in (b, c):
+        assert torch.equal(a["frames"], other["frames"]) and torch.equal(a["keypoints"], other["keypoints"])
+    assert not torch.equal(a["frame_lengths"], d["frame_lengths"]) or not torch.equal(a["frames"], d["frames"])
+
+
+def _objects(items):
+    arr = np.empty(len(items), dtype=object)
+    for i, x in enumerate(items):
+        arr[i] = x
+    return arr
+
+
+def test_color_jitter_changes_colours_not_geometry():
+    base = VideoCollate(VideoCollateConfig(height=80, width=100, crop_scale=(1, 1), crop_ratio=(1.25, 1.25), temporal_scale=(1, 1), color_jitter_p=0), train=True, generator=0)(rows(lengths=(8,)))
+    jit = VideoCollate(VideoCollateConfig(height=80, width=100, crop_scale=(1, 1), crop_ratio=(1.25, 1.25), temporal_scale=(1, 1), color_jitter_p=1), train=True, generator=0)(rows(lengths=(8,)))
+    assert not torch.allclose(base["frames"], jit["frames"])
+    assert torch.equal(base["keypoints"], jit["keypoints"])
+
+
+def test_normalisation_and_missing_keypoints():
+    r = rows(lengths=(4, 6))
+    for row in r:
+        row["keypoints"] = None
+    out = VideoCollate(VideoCollateConfig(height=16, width=16, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25]), train=False)(r)
+    assert out["keypoints"].shape == (2, 6, 133, 3) and (out["keypoints"] == 0).all()
+    assert float(out["frames"][0, :4].min()) == pytest.approx(-2.0, abs=0.01)
+    assert (out["frames"][0, 4:] == 0).all()
+
+
+def test_resample_indices_and_crop_box_properties():
+    np.testing.assert_array_equal(resample_indices(4, 8), [0, 0, 1, 1, 2, 2, 3, 3])
+    np.testing.assert_array_equal(resample_indices(8, 4), [1, 3, 5, 7])
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x0, y0, w, h = random_resized_crop_box(80, 100, (0.7, 1.0), (0.75, 1.3), rng)
+        assert 0 <= x0 and x0 + w <= 100 and 0 <= y0 and y0 + h <= 80
+        assert 0.65 <= w * h / 8000 <= 1.0
+
+
+def test_threaded_decoding_and_a_pickled_copy_give_the_same_batches():
+    import pickle
+
+    ref = VideoCollate(VideoCollateConfig(height=32, width=32), train=True, generator=4)(rows(jpeg=True))
+    threaded = VideoCollate(VideoCollateConfig(height=32, width=32, num_threads=3), train=True, generator=4)
+    copy = pickle.loads(pickle.dumps(threaded))  # e.g. shipped to a Ray Train worker
+    for out in (threaded(rows(jpeg=True)), copy(rows(jpeg=True))):
+        assert torch.equal(out["frames"], ref["frames"]) and torch.equal(out["keypoints"], ref["keypoints"])
