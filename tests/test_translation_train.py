@@ -1,0 +1,135 @@
+"""Gloss2Text on Ray Train: tiny runs on a toy corpus (resume, best checkpoint, evaluation) and the
+shipped configs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from _translation_helpers import write_tiny_corpus
+
+from jobs.config import ConfigError, load_config
+from jobs.train_translation import TranslationConfig, lr_factor, run
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs" / "translation").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_validate(path, monkeypatch):
+    monkeypatch.setenv("SIGNBRIDGE_DATA", "/data")
+    cfg = load_config(TranslationConfig, path)
+    assert cfg.data.corpus.files["train"].startswith("/data/")
+    if "cc25" in path.stem:
+        assert cfg.model.pretrained_dir and cfg.model.prune_vocabulary and cfg.model.prune_splits == ["train"]
+
+
+def test_unknown_config_key_is_named():
+    with pytest.raises(ConfigError, match="optim.lrr: unknown key"):
+        load_config(TranslationConfig, REPO / "configs/translation/tiny.yaml", ["optim.lrr=1"])
+
+
+def test_lr_schedules():
+    from jobs.train_translation import OptimSection
+
+    cos = OptimSection(lr=1.0, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_factor(0, 110, cos) == pytest.approx(0.1) and lr_factor(9, 110, cos) == pytest.approx(1.0)
+    assert lr_factor(60, 110, cos) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
+    assert lr_factor(110, 110, cos) == pytest.approx(0.1) and lr_factor(500, 110, cos) == pytest.approx(0.1)
+    inv = OptimSection(lr=1.0, warmup_steps=100, schedule="inverse_sqrt")
+    assert lr_factor(399, 1000, inv) == pytest.approx(0.5)
+
+
+def _toy_config(tmp_path, files, **over) -> TranslationConfig:
+    overrides = [
+        f"out_dir={tmp_path / 'runs'}", "name=toy",
+        f"data.corpus.files.train={files['train']}", f"data.corpus.files.dev={files['dev']}",
+        "data.train_limit=null", "data.dev_limit=null", "train.batch_tokens=160",
+        *[f"{k}={v}" for k, v in over.items()],
+    ]
+    return load_config(TranslationConfig, REPO / "configs/translation/tiny.yaml", overrides)
+
+
+@pytest.mark.slow
+def test_train_resume_keep_best_and_evaluate(tmp_path, ray_local, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    files = write_tiny_corpus(tmp_path / "data")
+    first = run(_toy_config(tmp_path, files, **{"train.epochs": 1, "final_eval": "false"}))
+    run_dir = Path(first["run_dir"])
+    assert first["epochs_run"] == [1]
+    epoch1 = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(epoch1) == 1
+
+    # "interrupted" after epoch 1: re-running with more epochs resumes and never repeats epoch 1
+    second = run(_toy_config(tmp_path, files, **{"train.epochs": 6}))
+    assert second["epochs_run"] == [2, 3, 4, 5, 6]
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert json.loads(epoch1[0]) == history[0]
+    assert history[-1]["step"] > history[0]["step"] * 5  # optimizer steps continued, not restarted
+    assert (run_dir / "learning_curve.png").stat().st_size > 1000
+
+    # the best checkpoint is the one with the best dev BLEU-4; at most num_to_keep + the latest kept
+    best = max(history, key=lambda h: h["dev_bleu4"])
+    assert best["dev_bleu4"] > 0
+    assert second["best_epoch"] == best["epoch"]
+    assert second["best_dev"]["dev_bleu4"] == pytest.approx(best["dev_bleu4"])
+    assert len(list(run_dir.glob("checkpoint_*"))) <= 3
+    assert "final_dev" in second and (run_dir / "eval_dev" / "translations.tsv").exists()
+
+    # evaluation of a held-out annotation file, and of predicted glosses with an unseen gloss
+    from jobs.evaluate import main as evaluate_main
+
+    held_out = tmp_path / "data" / "toy.test.corpus.csv"
+    shutil.copyfile(files["dev"], held_out)
+    summary = evaluate_main(["--task", "g2t", "--checkpoint", str(run_dir), "--annotations", str(held_out),
+                             "--out", str(tmp_path / "eval_test")])
+    assert summary["split"] == "test" and summary["sentences"] == 24
+    assert summary["scores"] == pytest.approx(second["final_dev"])
+    tsv = (tmp_path / "eval_test" / "translations.tsv").read_text().splitlines()
+    assert tsv[0] == "name\tglosses\thypothesis\treference" and len(tsv) == 25
+    assert (tmp_path / "eval_test" / "hypotheses.txt").read_text().count("\n") == 24
+
+    names = [line.split("|")[0] for line in Path(files["dev"]).read_text().splitlines()[1:]]
+    pred = tmp_path / "pred.tsv"
+    pred.write_text("".join(f"{n}\tMORGEN UNBEKANNT\n" for n in names))
+    s2g2t = evaluate_main(["--task", "g2t", "--checkpoint", str(run_dir), "--glosses", str(pred), "--out", str(tmp_path / "e2")])
+    assert s2g2t["encoding"]["unknown_gloss_tokens"] == 24 and s2g2t["glosses"] == str(pred)
+
+    pred.write_text(f"{names[0]}\t\n")
+    with pytest.raises(ValueError, match=r"pred.tsv:1: sample '.*': empty gloss sequence"):
+        evaluate_main(["--task", "g2t", "--checkpoint", str(run_dir), "--glosses", str(pred)])
+
+
+@pytest.mark.slow
+def test_two_workers_ddp(tmp_path, ray_local, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    files = write_tiny_corpus(tmp_path / "data")
+    out = run(_toy_config(tmp_path, files, **{"train.epochs": 1, "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5,
+                                               "final_eval": "false", "data.gloss_drop_prob": 0.1}))
+    history = [json.loads(line) for line in (Path(out["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert out["epochs_run"] == [1] and len(history) == 1 and history[0]["dev_rouge"] >= 0
+
+
+@pytest.mark.slow
+def test_pretrained_mbart_is_pruned_and_fine_tuned(tmp_path, ray_local, monkeypatch):
+    """The pretrained path end to end on a tiny saved mBART: pruning in the run's assets, training,
+    evaluation."""
+    from _translation_helpers import tiny_mbart_checkpoint
+
+    from pipelines.text_tokenizer import load_text_tokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    files = write_tiny_corpus(tmp_path / "data")
+    _, full_tok = tiny_mbart_checkpoint(tmp_path / "mbart")
+    cfg = _toy_config(tmp_path, files, **{"train.epochs": 1, "model.pretrained_dir": tmp_path / "mbart", "name": "pre"})
+    out = run(cfg)
+    assets = Path(out["run_dir"]) / "assets"
+    manifest = json.loads((assets / "manifest.json").read_text())
+    assert manifest["summary"]["pruning"]["full_vocab"] == len(full_tok)
+    tok = load_text_tokenizer(assets / "tokenizer")
+    assert len(tok) == manifest["summary"]["pruning"]["pruned_vocab"] < len(full_tok)
+    assert tok.decode(tok.encode("im norden regen .")) == full_tok.decode(full_tok("im norden regen .", add_special_tokens=False)["input_ids"])
+    assert out["epochs_run"] == [1] and "final_dev" in out
