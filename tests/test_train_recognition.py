@@ -1,0 +1,218 @@
+"""Sign2Gloss on Ray Train (jobs/train_recognition.py) and its evaluation (jobs/evaluate.py --task s2g):
+a tiny TwoStream-SLR on a toy corpus preprocessed to shards on the fly (2 workers, resume, keep-best,
+infeasible-label counting, evaluation parity), plus the configs and the collate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jobs.config import ConfigError, load_config
+from jobs.train_recognition import (
+    OptimSection,
+    RecognitionCollate,
+    RecognitionConfig,
+    choose_head,
+    in_share,
+    lr_factor,
+    subsample_row,
+)
+from pipelines.video_collate import VideoCollateConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs" / "recognition").glob("*.yaml"))
+LONG = "G0 G1 G2 G0 G1 G2"  # 6 glosses: more than the 3-5 output steps a 12-14 frame clip gets
+
+
+# ---- configs and pure helpers (fast) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_validate(path):
+    cfg = load_config(RecognitionConfig, path)
+    model = cfg.model_config_for(33)
+    assert cfg.optim.betas == (0.9, 0.998) and cfg.optim.weight_decay == pytest.approx(1e-3)
+    assert cfg.decode.beam_width >= 3
+    if path.stem.startswith("demo"):
+        assert (model.width, model.rgb_size, cfg.data.dataset, cfg.train.max_minutes) == (0.125, 48, "synthetic-sgsl-a", 19)
+        assert cfg.data.collate.height == 48 and cfg.train.num_threads == 1
+        assert cfg.head_names() == (["rgb"] if "single" in path.stem else ["rgb", "keypoint", "fuse", "ensemble"])
+    if "phoenix" in path.stem:
+        assert (model.width, model.rgb_size, model.keypoint_size, cfg.decode.beam_width) == (1.0, 224, 112, 5)
+        assert cfg.scaling.use_gpu
+
+
+def test_config_errors_are_named():
+    tiny = REPO / "configs/recognition/synthetic_tiny.yaml"
+    with pytest.raises(ConfigError, match="train.epoch: unknown key"):
+        load_config(RecognitionConfig, tiny, ["train.epoch=1"])
+    with pytest.raises(ConfigError, match="model.widht: unknown key"):
+        load_config(RecognitionConfig, tiny, ["model.widht=1"])
+    with pytest.raises(ConfigError, match="num_classes is set from the gloss vocabulary"):
+        load_config(RecognitionConfig, tiny, ["model.num_classes=5"])
+    with pytest.raises(ConfigError, match=r"select_head 'keypoint': the model's heads are \['rgb'\]"):
+        load_config(RecognitionConfig, REPO / "configs/recognition/demo_single_stream.yaml", ["train.select_head=keypoint"])
+
+
+def test_lr_schedule_and_head_choice():
+    opt = OptimSection(lr=1.0, warmup_steps=4, min_lr_ratio=0.0)
+    assert [lr_factor(s, 14, opt) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(9, 14, opt) == pytest.approx(0.5) and lr_factor(14, 14, opt) == pytest.approx(0.0)
+    assert lr_factor(3, 10, OptimSection(schedule="constant")) == 1.0
+    assert choose_head({"rgb": 30.0, "fuse": 20.0, "ensemble": 20.0}, "auto") == "ensemble"  # ties: by name
+    assert choose_head({"rgb": 30.0, "fuse": 20.0}, "rgb") == "rgb"
+    names = [f"v{i}" for i in range(50)]
+    shares = [[n for n in names if in_share(n, r, 3)] for r in range(3)]
+    assert sorted(sum(shares, [])) == sorted(names) and all(shares)
+
+
+def test_collate_adds_labels_counts_unknowns_and_subsamples():
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (n, gloss) in enumerate([(9, "A B A"), (6, "B ZZ")]):
+        frames = rng.integers(0, 255, (n, 20, 24, 3), dtype=np.uint8)
+        kp = np.zeros((n, 133, 3), np.float32)
+        kp[:, 0] = np.c_[np.arange(n), np.full(n, 3.0), np.ones(n)]
+        rows.append({"name": f"v{i}", "gloss": gloss, "num_frames": n, "height": 20, "width": 24, "frames": frames, "keypoints": kp})
+    assert subsample_row(rows[0], 2)["num_frames"] == 5
+    np.testing.assert_array_equal(subsample_row(rows[0], 2)["keypoints"][:, 0, 0], [0, 2, 4, 6, 8])
+    collate = RecognitionCollate(VideoCollateConfig(height=16, width=16), train=False, glosses=["A", "B"], frame_stride=2)
+    batch = collate(rows)
+    assert batch["frame_lengths"].tolist() == [5, 3] and batch["frames"].shape == (2, 5, 3, 16, 16)
+    assert batch["labels"].tolist() == [[3, 4, 3], [4, 2, 1]] and batch["label_lengths"].tolist() == [3, 2]
+    assert batch["unknown_glosses"] == 1  # ZZ -> <unk>
+    np.testing.assert_allclose(batch["keypoints"][0, :, 0, 0].numpy(), (np.array([0, 2, 4, 6, 8]) + 0.5) * 16 / 24 - 0.5, atol=1e-5)
+    assert torch.all(batch["frames"] >= 0) and torch.all(batch["frames"] <= 1)
+
+
+# ---- Ray Train end to end (slow) ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shards(ray_local, tmp_path_factory):
+    """A toy corpus (48x40 mp4 + ground-truth keypoints, glosses G0-G2) preprocessed to shards; one
+    train and one dev video get a 6-gloss label that cannot fit their output length."""
+    from video_fixtures import write_corpus
+
+    from jobs.preprocess import PreprocessConfig, run as preprocess
+
+    root = tmp_path_factory.mktemp("s2g_corpus")
+    write_corpus(root, "aaa", {"train": 6, "dev": 3}, num_frames=12)
+    for split, name in (("train", "train_000"), ("dev", "dev_006")):
+        csv = root / "aaa" / f"aaa.{split}.corpus.csv"
+        lines = csv.read_text().splitlines()
+        lines = [("|".join(p[:5] + [LONG] + p[6:]) if (p := line.split("|"))[0] == name else line) for line in lines]
+        csv.write_text("\n".join(lines) + "\n")
+    out = tmp_path_factory.mktemp("s2g_shards")
+    preprocess(PreprocessConfig.model_validate({
+        "name": "syn_{language}", "out_dir": str(out),
+        "corpus": {"name": "synthetic", "format": "synthetic", "language": "aaa", "root": str(root)},
+        "splits": ["train", "dev"], "frames": {"resize": "none"},
+        "keypoints": {"backend": "groundtruth", "dtype": "float16"},
+        "shards": {"videos_per_block": 4},
+        "resources": {"decode_cpus": 0.5, "encode_cpus": 0.5, "keypoint_cpus": 0.5, "keypoint_actors": 1, "videos_per_batch": 2},
+    }))
+    return out
+
+
+def _config(tmp_path, shards, **over) -> RecognitionConfig:
+    overrides = [f"out_dir={tmp_path / 'runs'}", "name=tiny", f"data.shards={shards}", "data.dataset=syn_aaa",
+                 "decode.batch_size=1", *[f"{k}={v}" for k, v in over.items()]]
+    return load_config(RecognitionConfig, REPO / "configs/recognition/synthetic_tiny.yaml", overrides)
+
+
+def _history(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_workers_resume_keep_best_and_evaluate(tmp_path, shards):
+    from jobs.evaluate import main as evaluate_main
+    from jobs.train_recognition import run
+    from metrics.gloss_cleanup import cleanup_for
+    from metrics.wer import corpus_wer
+
+    two = {"scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5}
+    first = run(_config(tmp_path, shards, **two, **{"train.epochs": 1, "final_eval": "false"}))
+    run_dir = Path(first["run_dir"])
+    assert first["epochs_run"] == [1] and len(_history(run_dir)) == 1
+    epoch1 = (run_dir / "metrics.jsonl").read_text().splitlines()[0]
+
+    # "interrupted" after epoch 1: the same command with more epochs resumes, never repeating epoch 1
+    second = run(_config(tmp_path, shards, **two, **{"train.epochs": 2}))
+    history = _history(run_dir)
+    assert second["epochs_run"] == [2] and [h["epoch"] for h in history] == [1, 2]
+    assert json.loads(epoch1) == history[0]
+    heads = ["rgb", "keypoint", "fuse", "ensemble"]
+    for h in history:
+        # 6 train videos split 3 + 3 over the workers, batches of 2 -> 2 optimizer steps per epoch
+        assert h["train_clips"] == 6 and h["step"] == 2 * h["epoch"]
+        assert h["train_infeasible"] == 1 and h["dev_infeasible"] == 1  # the 6-gloss videos, counted
+        assert h["dev_sentences"] == 3 and h["dev_unknown_glosses"] == 0 and h["train_clips_per_s"] > 0
+        assert {f"dev_wer_{x}" for x in heads} <= h.keys() and h["dev_head"] in heads
+        assert h["dev_wer"] == min(h[f"dev_wer_{x}"] for x in heads)  # select_head=auto
+        assert np.isfinite(h["train_loss"]) and h["train_ctc_rgb"] > 0 and "train_kl" in h
+    assert len([p for p in run_dir.glob("checkpoint_*") if p.is_dir()]) == 2
+    assert (run_dir / "learning_curve.png").stat().st_size > 1000
+
+    # the best checkpoint is an epoch with the lowest dev WER
+    best = history[second["best_epoch"] - 1]
+    assert best["dev_wer"] == min(h["dev_wer"] for h in history)
+    assert second["best_dev_wer"] == best["dev_wer"] and second["best_head"] == best["dev_head"]
+    ckpt = Path(second["best_checkpoint"])
+    assert {p.name for p in ckpt.iterdir()} >= {"model", "gloss_vocab.json", "config.yaml", "train_state.pt", "metrics.json"}
+    state = torch.load(ckpt / "train_state.pt", weights_only=False)
+    assert state["epoch"] == json.loads((ckpt / "metrics.json").read_text())["epoch"] and "optimizer" in state
+    assert json.loads((run_dir / "best_checkpoint.json").read_text())["best_checkpoint"] == str(ckpt)
+    assert second["final_beam_width"] == 3 and (run_dir / "eval_dev" / "hypotheses.tsv").exists()
+
+    # evaluation: the written hypotheses give the reported WER; greedy matches the training-time dev WER
+    summary = evaluate_main(["--task", "s2g", "--checkpoint", str(run_dir), "--out", str(tmp_path / "eval")])
+    assert summary["sentences"] == 3 and summary["head"] == best["dev_head"] and summary["beam_width"] == 3
+    assert summary["wer"] == pytest.approx(second["final_dev"])
+    refs = dict(line.split("\t") for line in (tmp_path / "eval" / "references.tsv").read_text().splitlines())
+    assert sorted(refs) == ["dev_006", "dev_007", "dev_008"] and refs["dev_006"] == LONG
+    clean = cleanup_for("synthetic")
+    for head in heads:
+        lines = (tmp_path / "eval" / f"hypotheses_{head}.tsv").read_text().splitlines()
+        hyps = dict(line.split("\t") for line in lines)
+        assert list(hyps) == sorted(refs)
+        wer = corpus_wer([clean(refs[n]) for n in hyps], [clean(hyps[n]) for n in hyps]).wer
+        assert summary["wer"][head] == pytest.approx(wer)
+    assert (tmp_path / "eval" / "hypotheses.tsv").read_text() == (tmp_path / "eval" / f"hypotheses_{summary['head']}.tsv").read_text()
+    assert json.loads((tmp_path / "eval" / "scores.json").read_text())["wer"] == summary["wer"]
+
+    greedy = evaluate_main(["--task", "s2g", "--checkpoint", str(ckpt), "--beam-width", "1", "--head", "fuse",
+                            "--out", str(tmp_path / "greedy")])
+    assert greedy["head"] == "fuse" and greedy["infeasible"] == 1
+    assert greedy["wer"] == pytest.approx({h: best[f"dev_wer_{h}"] for h in heads})
+
+
+def test_pretrained_s3d_loads_into_both_streams_and_errors_name_the_setting(tmp_path):
+    from jobs.train_recognition import PretrainedSection, load_pretrained_backbones
+    from models.two_stream import TwoStreamConfig, TwoStreamSLR
+    from test_s3d import fake_checkpoint
+
+    ckpt = fake_checkpoint(prefix="module.")
+    path = tmp_path / "S3D_kinetics400.pt"
+    torch.save(ckpt, path)
+    torch.manual_seed(0)
+    model = TwoStreamSLR(TwoStreamConfig(num_classes=5, width=1.0, lateral=False, pyramid=False, head_hidden=16, head_ff=16))
+    kp_first = model.backbones["keypoint"].state_dict()["block1.conv.conv_s.weight"].clone()
+    dropped = load_pretrained_backbones(model, PretrainedSection(rgb_s3d=str(path), keypoint_s3d=str(path)))
+    assert sorted(dropped) == ["keypoint", "rgb"] and any(k.startswith("block5.") for k in dropped["rgb"])
+    assert any(k.startswith("classifier.") for k in dropped["rgb"])
+    rgb, kp = model.backbones["rgb"].state_dict(), model.backbones["keypoint"].state_dict()
+    assert torch.equal(rgb["block1.conv.conv_s.weight"], ckpt["module.base.0.conv_s.weight"])
+    assert torch.equal(kp["block4.mixed_4f.branch0.0.conv.weight"], ckpt["module.base.12.branch0.0.conv.weight"])
+    assert torch.equal(kp["block1.conv.conv_s.weight"], kp_first)  # 79 heatmap channels: kept, not loaded
+
+    small = TwoStreamSLR(TwoStreamConfig(num_classes=5, streams=["rgb"], width=0.125, pyramid=False, head_hidden=16, head_ff=16))
+    with pytest.raises(ValueError, match=r"pretrained.rgb_s3d .*S3D_kinetics400.pt.*width 0.125"):
+        load_pretrained_backbones(small, PretrainedSection(rgb_s3d=str(path)))
+    with pytest.raises(ValueError, match="no keypoint stream"):
+        load_pretrained_backbones(small, PretrainedSection(keypoint_s3d=str(path)))
