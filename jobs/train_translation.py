@@ -467,6 +467,9 @@ def train_loop_per_worker(loop_config: dict) -> dict:
     optimizer = make_optimizer(model, cfg.optim)
     steps_per_epoch = len(token_batches(train_ex, max_tokens=cfg.train.batch_tokens, max_sentences=cfg.train.max_sentences,
                                         shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world))
+    # Per-epoch dev decoding stops at the longest training text (+ margin): an early model that
+    # never emits </s> would otherwise run to decode.max_length (500 for Chinese) every epoch.
+    dev_max_length = min(cfg.decode.max_length, max(len(e.target_ids) for e in train_ex) + 8)
     # The schedule runs over the planned epochs: train.epochs, or, under a time budget, as many as
     # fit (re-planned before each epoch from the measured epoch time), so the LR always anneals.
     plan = {"total_steps": steps_per_epoch * cfg.train.epochs}
@@ -570,7 +573,7 @@ def train_loop_per_worker(loop_config: dict) -> dict:
             with autocast:
                 hyps = decode_examples(eval_model, shard, tokenizer, num_beams=cfg.train.dev_num_beams,
                                        length_penalty=cfg.train.dev_length_penalty if cfg.train.dev_length_penalty is not None else cfg.decode.length_penalty,
-                                       max_length=cfg.decode.max_length, batch_size=cfg.decode.batch_size, device=device)
+                                       max_length=dev_max_length, batch_size=cfg.decode.batch_size, device=device)
         dev_loss = _all_mean(dev_nll / max(1, dev_tok), dev_tok)
         pieces = _gather([(rank + world * i, h) for i, h in enumerate(hyps)])
         all_hyps = [h for _, h in sorted(p for part in pieces for p in part)]
