@@ -535,12 +535,7 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         total_clips = sum(g[1] for g in gathered)
         train_parts = {k: sum(g[0].get(k, 0.0) for g in gathered) / max(1, total_clips) for k in sums}
 
-        # dev: every worker decodes its share (plain model, no DDP collectives), rank 0 scores all.
-        # BatchNorm running statistics drift apart after each rank's last training step (DDP
-        # broadcasts them only at the start of a forward): evaluate rank 0's, the ones saved.
-        if world > 1:
-            for buffer in model.buffers():
-                torch.distributed.broadcast(buffer, src=0)
+        # dev: every worker decodes its share (plain model, no DDP collectives), rank 0 scores all
         t1 = time.time()
         dev_collate = RecognitionCollate(cfg.data.collate, train=False, glosses=vocab.glosses, frame_stride=cfg.data.frame_stride)
         if dev_rows is None:
