@@ -9,13 +9,7 @@ import torch
 
 from models.s3d import S3D, load_s3d_checkpoint, valid_lengths
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine two OpenMP threads under load are ~40x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # The public S3D (kylemin/S3D model.py, `S3D_kinetics400.pt`) written out independently of
