@@ -6,9 +6,11 @@ TwoStream-SLR (models/two_stream.py) with CTC on preprocessed Parquet shards.
 The driver reads the shards' manifest (jobs/preprocess.py output), copies the training split's
 gloss vocabulary into `<out_dir>/<name>/assets/`, and runs `TorchTrainer` with the train and dev
 splits as Ray Datasets. Each worker streams its share of the training split through
-`VideoCollate(train=True)` (the papers' augmentation) and trains with Adam (betas 0.9, 0.998, weight
-decay 1e-3), a cosine schedule (optional warm-up), gradient clipping, bf16 autocast on CUDA only, DDP
-when there is more than one worker. Samples whose gloss sequence cannot fit the model's output
+`VideoCollate(train=True)` (the papers' augmentation; clips drawn `data.length_buckets` batches
+at a time are batched by length, so less padding is computed; with `data.cache_train` the rows of
+the first epoch stay in memory with decoded frames and later epochs replay them) and trains with
+Adam (betas 0.9, 0.998, weight decay 1e-3), a cosine schedule (optional warm-up), gradient
+clipping, bf16 autocast on CUDA only, DDP when there is more than one worker. Samples whose gloss sequence cannot fit the model's output
 length are left out of the CTC loss and counted (`train_infeasible` per epoch).
 
 Every epoch dev is decoded (greedy by default, `decode.dev_beam_width`) for every head (rgb,
@@ -32,9 +34,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import queue
 import random
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from contextlib import nullcontext
@@ -47,7 +51,7 @@ from pydantic import Field, field_validator, model_validator
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from jobs.config import StrictModel, job_argument_parser, load_config, save_config
-from pipelines.video_collate import VideoCollate, VideoCollateConfig, _rows
+from pipelines.video_collate import VideoCollate, VideoCollateConfig, _rows, predecode_row
 from pipelines.vocabulary import GlossVocabulary
 
 log = logging.getLogger("train_recognition")
@@ -67,6 +71,12 @@ class DataSection(StrictModel):
     collate: VideoCollateConfig = VideoCollateConfig()
     shuffle_buffer: int = Field(64, ge=0)  # rows in Ray Data's local shuffle buffer (0: corpus order)
     cache_dev: bool = True  # each worker keeps its share of the dev rows (JPEG bytes) in memory after epoch 1
+    # each worker keeps the training rows of its first epoch in memory, frames decoded (and shrunk to
+    # `cache_size` px on the longer side, None: as stored); later epochs reshuffle them locally
+    # instead of re-reading the shards. For corpora that fit in RAM (the demo: ~0.6 GB at 64 px).
+    cache_train: bool = False
+    cache_size: int | None = Field(None, ge=8)
+    length_buckets: int = Field(1, ge=1)  # draw this many batches' clips at once and batch them by length
     train_limit: int | None = None  # first N videos only (tests, smoke runs)
     dev_limit: int | None = None
 
@@ -215,9 +225,28 @@ class RecognitionCollate(NumpyBatchCollateFn):
             self._vocab = GlossVocabulary(self.glosses)
         return self._vocab
 
+    def prepare(self, batch: Any) -> list[dict]:
+        """Ray's column dict or a list of rows -> rows with `frame_stride` applied."""
+        return [subsample_row(r, self.frame_stride) for r in _rows(batch)]
+
+    def bucketed(self, rows: list[dict], batch_size: int, order_seed: int | None = None) -> Iterator[dict]:
+        """Batches of `batch_size` from prepared `rows` (several batches' worth): each clip's
+        augmentation is drawn first, clips of similar output length are batched together (less
+        padding) and the batches come in random order, drawn from `order_seed` when given (DDP
+        workers passing the same seed step through their k-th shortest batches together)."""
+        plans = self.video.plan(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(plans[i]["indices"]))
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        rng = self.video.rng if order_seed is None else np.random.default_rng(order_seed)
+        for k in rng.permutation(len(chunks)):
+            chunk = chunks[k]
+            yield self.collate_prepared([rows[i] for i in chunk], [plans[i] for i in chunk])
+
     def __call__(self, batch: Any) -> dict[str, Any]:
-        rows = [subsample_row(r, self.frame_stride) for r in _rows(batch)]
-        out = self.video(rows)
+        return self.collate_prepared(self.prepare(batch))
+
+    def collate_prepared(self, rows: list[dict], plans: list[dict] | None = None) -> dict[str, Any]:
+        out = self.video(rows, plans)
         vocab = self.vocab
         unknown_before = sum(vocab.unknown_counts.values())
         ids = [vocab.encode(g.split()) for g in out["glosses"]]
@@ -229,6 +258,59 @@ class RecognitionCollate(NumpyBatchCollateFn):
         out["label_lengths"] = torch.tensor(lengths, dtype=torch.int64)
         out["unknown_glosses"] = sum(vocab.unknown_counts.values()) - unknown_before
         return out
+
+
+def train_batches(shard, collate: RecognitionCollate, cfg: RecognitionConfig, cache: list[dict] | None, *,
+                  replay: bool, shuffle_seed: int, order_seed: int) -> Iterator[dict]:
+    """One epoch of training batches for this worker. Rows come from the Ray Data shard (local
+    shuffle buffer), or with `replay` from `cache` in a fresh random order; otherwise a non-None
+    `cache` is filled with the epoch's rows, frames decoded (`predecode_row`). Rows are drawn
+    `data.length_buckets` batches at a time and batched by augmented length
+    (`RecognitionCollate.bucketed`; `order_seed`, the same on every worker, orders the batches)."""
+    batch_size = cfg.train.batch_size
+    group = batch_size * cfg.data.length_buckets
+
+    def row_groups() -> Iterator[list[dict]]:
+        if replay:
+            order = collate.video.rng.permutation(len(cache))
+            for i in range(0, len(order), group):
+                yield [cache[j] for j in order[i : i + group]]
+            return
+        for batch in shard.iter_batches(batch_size=group, batch_format="numpy",
+                                        local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
+                                        local_shuffle_seed=shuffle_seed if cfg.data.shuffle_buffer else None):
+            rows = collate.prepare(batch)
+            if cache is not None:
+                rows = [predecode_row(r, cfg.data.cache_size) for r in rows]
+                cache.extend(rows)
+            yield rows
+
+    for i, rows in enumerate(row_groups()):
+        yield from collate.bucketed(rows, batch_size, order_seed=order_seed * 100_003 + i)
+
+
+def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """`items` produced by a background thread up to `depth` ahead (0: inline). Decoding, resizing
+    and torch ops release the GIL, so the collate overlaps the training step."""
+    if depth <= 0:
+        yield from items
+        return
+    slots: queue.Queue = queue.Queue(depth)
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                slots.put(item)
+            slots.put(end)
+        except BaseException as e:  # re-raised in the consumer
+            slots.put(e)
+
+    threading.Thread(target=produce, daemon=True, name="train-batches").start()
+    while (item := slots.get()) is not end:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def in_share(name: str, rank: int, world: int) -> bool:
@@ -378,6 +460,14 @@ def _gather(obj: Any) -> list[Any]:
     return out
 
 
+def sync_buffers_from_rank0(model: torch.nn.Module, rank: int) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) into this rank's model."""
+    state = _gather({k: v.detach().cpu() for k, v in model.named_buffers()} if rank == 0 else None)[0]
+    with torch.no_grad():
+        for k, v in model.named_buffers():
+            v.copy_(state[k])
+
+
 def _rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
@@ -483,6 +573,8 @@ def train_loop_per_worker(loop_config: dict) -> dict:
     dev_shard = ray.train.get_dataset_shard("dev")  # not split: every worker decodes its share by name
     params = [p for p in model.parameters() if p.requires_grad]
     dev_rows: list[dict] | None = None
+    train_cache: list[dict] | None = [] if cfg.data.cache_train else None
+    cache_complete = False
     epochs_run = []
     t_start = time.time()
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -506,12 +598,14 @@ def train_loop_per_worker(loop_config: dict) -> dict:
                                      generator=hash((cfg.train.seed, epoch, rank)) % 2**32)
         sums: dict[str, float] = {}
         clips = infeasible = batches = 0
-        frames_seen = 0
-        for batch in train_shard.iter_torch_batches(
-            batch_size=cfg.train.batch_size, collate_fn=collate, prefetch_batches=cfg.train.prefetch_batches,
-            local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
-            local_shuffle_seed=(cfg.train.seed * 1000 + epoch) * 64 + rank if cfg.data.shuffle_buffer else None,
-        ):
+        frames_seen = frames_padded = 0
+        replay = train_cache is not None and cache_complete
+        if train_cache is not None and not replay:
+            train_cache.clear()
+        batches_in = train_batches(train_shard, collate, cfg, train_cache, replay=replay,
+                                   shuffle_seed=(cfg.train.seed * 1000 + epoch) * 64 + rank,
+                                   order_seed=cfg.train.seed * 1000 + epoch)
+        for batch in prefetched(batches_in, cfg.train.prefetch_batches):
             with autocast:
                 out = run_model(ddp_model, batch, device, uses_kp)
             loss, parts = model.loss(out, batch["labels"].to(device), batch["label_lengths"].to(device))
@@ -526,16 +620,22 @@ def train_loop_per_worker(loop_config: dict) -> dict:
             n = len(batch["names"])
             clips += n
             frames_seen += int(batch["frame_lengths"].sum())
+            frames_padded += n * int(batch["frames"].shape[1])
             infeasible += parts["infeasible"]
             for k, v in parts.items():
                 if k != "infeasible":
                     sums[k] = sums.get(k, 0.0) + float(v) * n
+        cache_complete = train_cache is not None
         train_s = time.time() - t0
-        gathered = _gather((sums, clips, infeasible, frames_seen))
+        gathered = _gather((sums, clips, infeasible, frames_seen, frames_padded))
         total_clips = sum(g[1] for g in gathered)
         train_parts = {k: sum(g[0].get(k, 0.0) for g in gathered) / max(1, total_clips) for k in sums}
 
-        # dev: every worker decodes its share (plain model, no DDP collectives), rank 0 scores all
+        # dev: every worker decodes its share (plain model, no DDP collectives), rank 0 scores all.
+        # DDP syncs BatchNorm running statistics only at the start of a forward, so after the last
+        # step each rank's differ by its own batch: evaluate with rank 0's, the ones checkpointed.
+        if world > 1:
+            sync_buffers_from_rank0(model, rank)
         t1 = time.time()
         dev_collate = RecognitionCollate(cfg.data.collate, train=False, glosses=vocab.glosses, frame_stride=cfg.data.frame_stride)
         if dev_rows is None:
@@ -565,6 +665,7 @@ def train_loop_per_worker(loop_config: dict) -> dict:
             "train_infeasible": sum(g[2] for g in gathered),
             "train_clips_per_s": total_clips / max(1e-9, train_s),
             "train_frames_per_clip": sum(g[3] for g in gathered) / max(1, total_clips),
+            "train_padding": 1 - sum(g[3] for g in gathered) / max(1, sum(g[4] for g in gathered)),  # padded share of computed frames
             **{f"dev_wer_{h}": wers[h] for h in heads},
             "dev_wer": wers[chosen],
             "dev_head": chosen,

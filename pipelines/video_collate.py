@@ -34,6 +34,7 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 from jobs.config import StrictModel
 
 NUM_KEYPOINTS = 133
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)  # OpenCV >= 4.10 decodes JPEG straight to RGB
 
 
 class VideoCollateConfig(StrictModel):
@@ -54,6 +55,9 @@ class VideoCollateConfig(StrictModel):
     std: list[float] | None = None
     pad: Literal["zero", "replicate"] = "zero"
     num_threads: int = Field(1, ge=1)  # decode clips in parallel threads (cv2 releases the GIL)
+    # OpenCV's own thread pool per resize: its workers spin beside the training threads (on the
+    # 2-core demo they took a fifth of the CPU and a third as kernel time); None leaves OpenCV's default
+    cv2_threads: int | None = 1
 
 
 def _rows(batch: Any) -> list[dict]:
@@ -117,6 +121,42 @@ def color_jitter(clip: torch.Tensor, b: float, c: float, s: float, h: float) -> 
     return clip.clamp_(0.0, 1.0)
 
 
+def predecode_row(row: dict, max_side: int | None = None) -> dict:
+    """One shard row with its JPEG frames decoded to RGB uint8 (T, H, W, 3), shrunk (INTER_AREA) so
+    the longer side is at most `max_side` px; `height`/`width` and the keypoints' x, y (pixel-index
+    units) follow. VideoCollate takes such rows as it takes JPEG rows: a decoded in-memory cache."""
+    frames = row["frames"]
+    if isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4:
+        images = frames
+    else:
+        images = []
+        for k, data in enumerate(frames):
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_RGB)
+            if image is None:
+                raise ValueError(f"{row.get('name', '?')}: frame {k} is not a decodable JPEG")
+            images.append(image if _IMREAD_RGB != cv2.IMREAD_COLOR else image[..., ::-1])
+        images = np.stack(images) if images else np.zeros((0, int(row["height"]), int(row["width"]), 3), np.uint8)
+    h, w = images.shape[1:3]
+    scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
+    out = dict(row)
+    if scale < 1.0:
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        images = np.stack([cv2.resize(im, (nw, nh), interpolation=cv2.INTER_AREA) for im in images]) if len(images) else \
+            np.zeros((0, nh, nw, 3), np.uint8)
+        kp = row.get("keypoints")
+        if kp is not None and len(kp):
+            kp = np.array(kp, np.float32)
+            present = kp[..., 2] > 0
+            kp[..., 0] = (kp[..., 0] + 0.5) * (nw / w) - 0.5
+            kp[..., 1] = (kp[..., 1] + 0.5) * (nh / h) - 0.5
+            kp[~present] = 0.0
+            out["keypoints"] = kp
+        h, w = nh, nw
+    out["frames"] = np.ascontiguousarray(images)
+    out["height"], out["width"], out["num_frames"] = h, w, len(images)
+    return out
+
+
 class VideoCollate(NumpyBatchCollateFn):
     """Callable collate (see the module docstring). `generator`: a numpy Generator or a seed;
     the same seed gives the same batches. Also accepts a list of row dicts (torch DataLoader)."""
@@ -157,7 +197,7 @@ class VideoCollate(NumpyBatchCollateFn):
         return {"indices": resample_indices(num_frames, length), "box": box, "jitter": jitter}
 
     def _decode_clip(self, frames: Any, indices: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray) -> None:
-        """Fill out[:len(indices)] (uint8 BGR (T, H, W, 3)) with the cropped, resized frames."""
+        """Fill out[:len(indices)] (uint8 RGB (T, H, W, 3)) with the cropped, resized frames."""
         c = self.config
         x0, y0, w, h = box
         interpolation = cv2.INTER_AREA if (w > c.width and h > c.height) else cv2.INTER_LINEAR
@@ -165,11 +205,13 @@ class VideoCollate(NumpyBatchCollateFn):
         unique, inverse = np.unique(indices, return_inverse=True)
         for j, k in enumerate(unique):
             if raw:
-                image = np.ascontiguousarray(frames[k][..., ::-1])
+                image = frames[k]
             else:
-                image = cv2.imdecode(np.frombuffer(frames[k], np.uint8), cv2.IMREAD_COLOR)
+                image = cv2.imdecode(np.frombuffer(frames[k], np.uint8), _IMREAD_RGB)
                 if image is None:
                     raise ValueError(f"frame {k}: not a decodable JPEG")
+                if _IMREAD_RGB == cv2.IMREAD_COLOR:
+                    cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
             crop = image[y0 : y0 + h, x0 : x0 + w]
             if crop.shape[:2] == (c.height, c.width):
                 out[j] = crop
@@ -178,13 +220,24 @@ class VideoCollate(NumpyBatchCollateFn):
         if len(unique) != len(indices):
             out[: len(indices)] = out[inverse.reshape(-1)]
 
-    def __call__(self, batch: Any) -> dict[str, Any]:
-        rows = _rows(batch)
-        c = self.config
+    def plan(self, rows: list[dict]) -> list[dict]:
+        """Draw each row's augmentation (frame indices, crop box, colour jitter), in row order.
+        `len(plan["indices"])` is the clip's output length, e.g. for bucketing by length."""
         plans = []
         for r in rows:
             n = int(r["num_frames"]) if "num_frames" in r else len(r["frames"])
             plans.append(self._plan(n, int(r["height"]), int(r["width"])))
+        return plans
+
+    def __call__(self, batch: Any, plans: list[dict] | None = None) -> dict[str, Any]:
+        """`plans`: from `plan(rows)` (drawn here when None)."""
+        rows = _rows(batch)
+        c = self.config
+        if c.cv2_threads is not None and cv2.getNumThreads() != c.cv2_threads:
+            cv2.setNumThreads(c.cv2_threads)  # process-wide
+        plans = self.plan(rows) if plans is None else plans
+        if len(plans) != len(rows):
+            raise ValueError(f"{len(plans)} plans for {len(rows)} rows")
         lengths = [len(p["indices"]) for p in plans]
         t_max = max(lengths) if lengths else 0
         buf = np.zeros((len(rows), t_max, c.height, c.width, 3), np.uint8)
@@ -201,7 +254,7 @@ class VideoCollate(NumpyBatchCollateFn):
         else:
             for i in range(len(rows)):
                 work(i)
-        frames = torch.from_numpy(buf).permute(0, 1, 4, 2, 3).flip(2).float().div_(255.0)
+        frames = torch.from_numpy(buf).permute(0, 1, 4, 2, 3).contiguous().float().div_(255.0)
         for i, p in enumerate(plans):
             if p["jitter"] is not None:
                 frames[i, : lengths[i]] = color_jitter(frames[i, : lengths[i]], *p["jitter"])

@@ -19,7 +19,9 @@ from jobs.train_recognition import (
     choose_head,
     in_share,
     lr_factor,
+    prefetched,
     subsample_row,
+    train_batches,
 )
 from pipelines.video_collate import VideoCollateConfig
 
@@ -89,7 +91,74 @@ def test_collate_adds_labels_counts_unknowns_and_subsamples():
     assert torch.all(batch["frames"] >= 0) and torch.all(batch["frames"] <= 1)
 
 
-# ---- Ray Train end to end (slow) ----------------------------------------------------------------
+class ListShard:
+    """Stands in for a Ray Data shard: `iter_batches` over row lists, counting the passes."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows, self.passes = rows, 0
+
+    def iter_batches(self, *, batch_size: int, **_):
+        self.passes += 1
+        for i in range(0, len(self.rows), batch_size):
+            yield self.rows[i : i + batch_size]
+
+
+def _varied_rows(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"name": f"v{seed}_{i}", "gloss": "A B", "num_frames": n, "height": 12, "width": 12,
+             "frames": rng.integers(0, 255, (n, 12, 12, 3), dtype=np.uint8)} for i, n in enumerate(lengths)]
+
+
+def test_train_batches_bucket_by_length_cache_and_replay():
+    cfg = load_config(RecognitionConfig, REPO / "configs/recognition/synthetic_tiny.yaml",
+                      ["data.shards=/nowhere", "train.batch_size=2", "data.length_buckets=3", "data.cache_train=true",
+                       "data.collate.height=8", "data.collate.width=8"])
+    lengths = [4, 40, 8, 36, 12, 32, 16, 28, 20, 24]
+    shard = ListShard(_varied_rows(lengths))
+    collate = RecognitionCollate(cfg.data.collate, train=True, glosses=["A", "B"], generator=0)
+    cache: list[dict] = []
+    first = list(train_batches(shard, collate, cfg, cache, replay=False, shuffle_seed=0, order_seed=5))
+    assert [len(b["names"]) for b in first] == [2, 2, 2, 2, 2] and shard.passes == 1 and len(cache) == 10
+    assert sorted(n for b in first for n in b["names"]) == sorted(r["name"] for r in shard.rows)
+    for group in (first[:3], first[3:]):  # rows drawn 3 batches at a time: batches never overlap in length
+        spans = sorted((int(b["frame_lengths"].min()), int(b["frame_lengths"].max())) for b in group)
+        assert all(hi <= lo for (_, hi), (lo, _) in zip(spans[:-1], spans[1:]))
+    padded = sum(int(b["frame_lengths"].max()) * 2 for b in first)
+    assert padded < 1.15 * sum(int(b["frame_lengths"].sum()) for b in first)
+    replayed = list(train_batches(shard, collate, cfg, cache, replay=True, shuffle_seed=1, order_seed=6))
+    assert shard.passes == 1 and sorted(n for b in replayed for n in b["names"]) == sorted(r["name"] for r in shard.rows)
+    assert [b["names"] for b in replayed] != [b["names"] for b in first]
+
+    def length_ranks(batches):  # each batch's place among its group's batches, shortest first
+        out = []
+        for g in range(0, len(batches), 3):
+            maxima = [int(b["frame_lengths"].max()) for b in batches[g : g + 3]]
+            out += [sorted(maxima).index(m) for m in maxima]
+        return out
+
+    # two DDP workers with different clips but the same order seed step through their k-th shortest together
+    other = ListShard(_varied_rows([9, 30, 11, 50, 3, 22, 17, 44, 6, 60, 25, 13], seed=1))
+    a = list(train_batches(ListShard(_varied_rows(lengths + [6, 44])), RecognitionCollate(cfg.data.collate, train=True, glosses=["A"], generator=1),
+                           cfg, None, replay=False, shuffle_seed=0, order_seed=7))
+    b = list(train_batches(other, RecognitionCollate(cfg.data.collate, train=True, glosses=["A"], generator=2),
+                           cfg, None, replay=False, shuffle_seed=0, order_seed=7))
+    assert len(a) == len(b) == 6 and length_ranks(a) == length_ranks(b)
+
+
+def test_prefetched_keeps_order_and_raises_producer_errors():
+    assert list(prefetched(iter(range(7)), 2)) == list(range(7)) == list(prefetched(iter(range(7)), 0))
+
+    def broken():
+        yield 1
+        raise ValueError("bad row v3")
+
+    it = prefetched(broken(), 1)
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="bad row v3"):
+        next(it)
+
+
+# ---- Ray Train end to end (~3 minutes) ----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +198,6 @@ def _history(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
 def test_two_workers_resume_keep_best_and_evaluate(tmp_path, shards):
     from jobs.evaluate import main as evaluate_main
     from jobs.train_recognition import run
@@ -142,21 +210,26 @@ def test_two_workers_resume_keep_best_and_evaluate(tmp_path, shards):
     assert first["epochs_run"] == [1] and len(_history(run_dir)) == 1
     epoch1 = (run_dir / "metrics.jsonl").read_text().splitlines()[0]
 
-    # "interrupted" after epoch 1: the same command with more epochs resumes, never repeating epoch 1
-    second = run(_config(tmp_path, shards, **two, **{"train.epochs": 2}))
+    # "interrupted" after epoch 1: the same command with more epochs resumes, never repeating epoch 1;
+    # epoch 2 reads the shards into each worker's decoded cache, epoch 3 replays it
+    cached = {"data.cache_train": "true", "data.cache_size": 24, "data.length_buckets": 2}
+    second = run(_config(tmp_path, shards, **two, **cached, **{"train.epochs": 3}))
     history = _history(run_dir)
-    assert second["epochs_run"] == [2] and [h["epoch"] for h in history] == [1, 2]
+    assert second["epochs_run"] == [2, 3] and [h["epoch"] for h in history] == [1, 2, 3]
     assert json.loads(epoch1) == history[0]
     heads = ["rgb", "keypoint", "fuse", "ensemble"]
     for h in history:
-        # 6 train videos split 3 + 3 over the workers, batches of 2 -> 2 optimizer steps per epoch
+        # 6 train videos split 3 + 3 over the workers, batches of 2 -> 2 optimizer steps per epoch (also
+        # when replayed from the cache)
         assert h["train_clips"] == 6 and h["step"] == 2 * h["epoch"]
         assert h["train_infeasible"] == 1 and h["dev_infeasible"] == 1  # the 6-gloss videos, counted
         assert h["dev_sentences"] == 3 and h["dev_unknown_glosses"] == 0 and h["train_clips_per_s"] > 0
         assert {f"dev_wer_{x}" for x in heads} <= h.keys() and h["dev_head"] in heads
         assert h["dev_wer"] == min(h[f"dev_wer_{x}"] for x in heads)  # select_head=auto
         assert np.isfinite(h["train_loss"]) and h["train_ctc_rgb"] > 0 and "train_kl" in h
-    assert len([p for p in run_dir.glob("checkpoint_*") if p.is_dir()]) == 2
+        assert 0 <= h["train_padding"] < 1
+    kept = {int(json.loads((p / "metrics.json").read_text())["epoch"]) for p in run_dir.glob("checkpoint_*") if p.is_dir()}
+    assert 3 in kept and second["best_epoch"] in kept and len(kept) <= 3  # the latest and the 2 best by dev WER
     assert (run_dir / "learning_curve.png").stat().st_size > 1000
 
     # the best checkpoint is an epoch with the lowest dev WER

@@ -156,3 +156,41 @@ def test_threaded_decoding_and_a_pickled_copy_give_the_same_batches():
     copy = pickle.loads(pickle.dumps(threaded))  # e.g. shipped to a Ray Train worker
     for out in (threaded(rows(jpeg=True)), copy(rows(jpeg=True))):
         assert torch.equal(out["frames"], ref["frames"]) and torch.equal(out["keypoints"], ref["keypoints"])
+
+
+def test_predecoded_rows_collate_like_jpeg_rows_and_shrinking_moves_keypoints():
+    from pipelines.video_collate import predecode_row
+
+    jpeg = rows(jpeg=True)
+    decoded = [predecode_row(r) for r in jpeg]
+    for r, d in zip(jpeg, decoded):
+        assert d["frames"].shape == (r["num_frames"], SRC_H, SRC_W, 3) and d["frames"].dtype == np.uint8
+        expected = cv2.cvtColor(cv2.imdecode(np.frombuffer(r["frames"][2], np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(d["frames"][2], expected)
+    cfg = VideoCollateConfig(height=32, width=32, color_jitter_p=0.5)
+    a = VideoCollate(cfg, train=True, generator=9)(jpeg)
+    b = VideoCollate(cfg, train=True, generator=9)(decoded)
+    assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["keypoints"], b["keypoints"])
+
+    small = predecode_row(jpeg[0], max_side=50)  # 100x80 -> 50x40
+    assert small["frames"].shape == (9, 40, 50, 3) and (small["height"], small["width"]) == (40, 50)
+    np.testing.assert_array_equal(small["frames"][4], cv2.resize(decoded[0]["frames"][4], (50, 40), interpolation=cv2.INTER_AREA))
+    kp = np.asarray(jpeg[0]["keypoints"], np.float32)
+    np.testing.assert_allclose(small["keypoints"][:, 0, :2], (kp[:, 0, :2] + 0.5) * 0.5 - 0.5, rtol=1e-6)
+    assert (small["keypoints"][:, 1] == 0).all()  # absent points stay zero
+    assert predecode_row(jpeg[0], max_side=500)["frames"].shape == (9, SRC_H, SRC_W, 3)  # never enlarged
+    bad = dict(jpeg[1], frames=[jpeg[1]["frames"][0], b"not a jpeg"])
+    with pytest.raises(ValueError, match="v1: frame 1 is not a decodable JPEG"):
+        predecode_row(bad)
+
+
+def test_plans_drawn_first_give_the_same_batch():
+    cfg = VideoCollateConfig(height=32, width=32, color_jitter_p=0.5)
+    ref = VideoCollate(cfg, train=True, generator=11)(rows())
+    collate = VideoCollate(cfg, train=True, generator=11)
+    plans = collate.plan(rows())
+    assert [len(p["indices"]) for p in plans] == ref["frame_lengths"].tolist()
+    out = collate(rows(), plans)
+    assert torch.equal(out["frames"], ref["frames"]) and torch.equal(out["keypoints"], ref["keypoints"])
+    with pytest.raises(ValueError, match="2 plans for 3 rows"):
+        collate(rows(), plans[:2])
