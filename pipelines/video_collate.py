@@ -121,6 +121,16 @@ def color_jitter(clip: torch.Tensor, b: float, c: float, s: float, h: float) -> 
     return clip.clamp_(0.0, 1.0)
 
 
+def decode_jpeg_rgb(data: bytes, what: str) -> np.ndarray:
+    """JPEG bytes -> uint8 RGB (H, W, 3); an undecodable frame raises naming `what`."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_RGB)
+    if image is None:
+        raise ValueError(f"{what} is not a decodable JPEG")
+    if _IMREAD_RGB == cv2.IMREAD_COLOR:
+        cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+    return image
+
+
 def predecode_row(row: dict, max_side: int | None = None) -> dict:
     """One shard row with its JPEG frames decoded to RGB uint8 (T, H, W, 3), shrunk (INTER_AREA) so
     the longer side is at most `max_side` px; `height`/`width` and the keypoints' x, y (pixel-index
@@ -131,10 +141,7 @@ def predecode_row(row: dict, max_side: int | None = None) -> dict:
     else:
         images = []
         for k, data in enumerate(frames):
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_RGB)
-            if image is None:
-                raise ValueError(f"{row.get('name', '?')}: frame {k} is not a decodable JPEG")
-            images.append(image if _IMREAD_RGB != cv2.IMREAD_COLOR else image[..., ::-1])
+            images.append(decode_jpeg_rgb(data, f"{row.get('name', '?')}: frame {k}"))
         images = np.stack(images) if images else np.zeros((0, int(row["height"]), int(row["width"]), 3), np.uint8)
     h, w = images.shape[1:3]
     scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
@@ -207,11 +214,7 @@ class VideoCollate(NumpyBatchCollateFn):
             if raw:
                 image = frames[k]
             else:
-                image = cv2.imdecode(np.frombuffer(frames[k], np.uint8), _IMREAD_RGB)
-                if image is None:
-                    raise ValueError(f"frame {k}: not a decodable JPEG")
-                if _IMREAD_RGB == cv2.IMREAD_COLOR:
-                    cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+                image = decode_jpeg_rgb(frames[k], f"frame {k}")
             crop = image[y0 : y0 + h, x0 : x0 + w]
             if crop.shape[:2] == (c.height, c.width):
                 out[j] = crop
