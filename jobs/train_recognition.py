@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import queue
 import random
 import sys
@@ -55,6 +56,8 @@ from pipelines.video_collate import VideoCollate, VideoCollateConfig, _rows, pre
 from pipelines.vocabulary import GlossVocabulary
 
 log = logging.getLogger("train_recognition")
+
+ONEDNN_KERNEL_CACHE = 8192  # oneDNN primitive cache capacity of CPU training workers
 
 HeadChoice = Literal["auto", "rgb", "keypoint", "fuse", "ensemble"]
 
@@ -291,26 +294,42 @@ def train_batches(shard, collate: RecognitionCollate, cfg: RecognitionConfig, ca
 
 def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
     """`items` produced by a background thread up to `depth` ahead (0: inline). Decoding, resizing
-    and torch ops release the GIL, so the collate overlaps the training step."""
+    and torch ops release the GIL, so the collate overlaps the training step. A consumer that stops
+    early (an error in the step, `close()`) stops the thread too: it drops what it holds and exits."""
     if depth <= 0:
         yield from items
         return
     slots: queue.Queue = queue.Queue(depth)
-    end = object()
+    end, stop = object(), threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
 
     def produce() -> None:
         try:
             for item in items:
-                slots.put(item)
-            slots.put(end)
+                if not put(item):
+                    return
+            put(end)
         except BaseException as e:  # re-raised in the consumer
-            slots.put(e)
+            put(e)
 
-    threading.Thread(target=produce, daemon=True, name="train-batches").start()
-    while (item := slots.get()) is not end:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    thread = threading.Thread(target=produce, daemon=True, name="train-batches")
+    thread.start()
+    try:
+        while (item := slots.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def in_share(name: str, rank: int, world: int) -> bool:
@@ -530,6 +549,11 @@ def train_loop_per_worker(loop_config: dict) -> dict:
     device = ray.train.torch.get_device()
     if cfg.train.num_threads and device.type == "cpu":
         torch.set_num_threads(cfg.train.num_threads)
+    # Every new clip length needs new oneDNN convolution kernels; the default cache (1,024) holds
+    # fewer than ~60 convolutions x 3 passes x the lengths a run sees. With the foreach Adam below:
+    # 66 -> 52 ms CPU per demo SingleStream clip (docs/PERFORMANCE.md). oneDNN reads it when it makes
+    # its first kernel, so it is set before the model runs.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_KERNEL_CACHE))
     uses_kp = cfg.uses_keypoints()
 
     torch.manual_seed(cfg.train.seed)
@@ -541,7 +565,7 @@ def train_loop_per_worker(loop_config: dict) -> dict:
     model = model.to(device)
     heads = cfg.head_names()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
-                                 weight_decay=cfg.optim.weight_decay)
+                                 weight_decay=cfg.optim.weight_decay, foreach=True)
     # streaming_split(equal=True) gives each worker floor(N / world) rows
     steps_per_epoch = max(1, math.ceil((loop_config["train_videos"] // world) / cfg.train.batch_size))
     plan = {"total_steps": steps_per_epoch * cfg.train.epochs}

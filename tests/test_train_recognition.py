@@ -5,6 +5,7 @@ infeasible-label counting, evaluation parity), plus the configs and the collate.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,21 @@ def test_prefetched_keeps_order_and_raises_producer_errors():
     with pytest.raises(ValueError, match="bad row v3"):
         next(it)
 
+    # a consumer that stops after one item: the producer, blocked on a full queue, exits and the
+    # source is not drawn from further
+    drawn = []
+
+    def source():
+        for i in range(100):
+            drawn.append(i)
+            yield i
+
+    it = prefetched(source(), 1)
+    assert next(it) == 0
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name == "train-batches"]
+    assert len(drawn) <= 3  # the item consumed, the one queued, the one the thread held
+
 
 # ---- Ray Train end to end (~3 minutes) ----------------------------------------------------------------
 
@@ -240,6 +256,7 @@ def test_two_workers_resume_keep_best_and_evaluate(tmp_path, shards):
     assert {p.name for p in ckpt.iterdir()} >= {"model", "gloss_vocab.json", "config.yaml", "train_state.pt", "metrics.json"}
     state = torch.load(ckpt / "train_state.pt", weights_only=False)
     assert state["epoch"] == json.loads((ckpt / "metrics.json").read_text())["epoch"] and "optimizer" in state
+    assert state["optimizer"]["param_groups"][0]["foreach"] is True  # one multi-tensor Adam step, not a loop per parameter
     assert json.loads((run_dir / "best_checkpoint.json").read_text())["best_checkpoint"] == str(ckpt)
     assert second["final_beam_width"] == 3 and (run_dir / "eval_dev" / "hypotheses.tsv").exists()
 
