@@ -33,12 +33,11 @@ def child(args: argparse.Namespace) -> None:
 
         os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(ONEDNN_KERNEL_CACHE)
     import cv2
-    import numpy as np
     import torch
 
     from recognition_input import read_rows  # bench/ is the script folder
     from jobs.config import load_config
-    from jobs.train_recognition import RecognitionCollate, RecognitionConfig, lr_factor, run_model
+    from jobs.train_recognition import RecognitionCollate, RecognitionConfig, lr_factor, run_model, train_batches
     from models.two_stream import TwoStreamSLR
     from pipelines.video_collate import predecode_row
     from pipelines.vocabulary import GlossVocabulary
@@ -53,14 +52,12 @@ def child(args: argparse.Namespace) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
                                  foreach=args.child == "trainer")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.steps, cfg.optim))
-    uses_kp, bs = cfg.uses_keypoints(), cfg.train.batch_size
-    def batches():  # epochs of shuffled, length-bucketed, augmented batches; collated outside the timing
+    uses_kp = cfg.uses_keypoints()
+
+    def batches():  # the trainer's epochs replayed from its decoded cache; collated outside the timing
         for epoch in itertools.count():
             collate = RecognitionCollate(cfg.data.collate, train=True, glosses=vocab.glosses, generator=epoch)
-            order = np.random.default_rng(epoch).permutation(len(rows))
-            group = bs * cfg.data.length_buckets
-            for i in range(0, len(order), group):
-                yield from collate.bucketed([rows[j] for j in order[i : i + group]], bs, order_seed=i)
+            yield from train_batches(None, collate, cfg, rows, replay=True, shuffle_seed=0, order_seed=epoch)
 
     cpu, clips, lengths = 0.0, 0, set()
     for k, batch in zip(range(args.steps), batches()):

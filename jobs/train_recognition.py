@@ -10,8 +10,9 @@ splits as Ray Datasets. Each worker streams its share of the training split thro
 at a time are batched by length, so less padding is computed; with `data.cache_train` the rows of
 the first epoch stay in memory with decoded frames and later epochs replay them) and trains with
 Adam (betas 0.9, 0.998, weight decay 1e-3), a cosine schedule (optional warm-up), gradient
-clipping, bf16 autocast on CUDA only, DDP when there is more than one worker. Samples whose gloss sequence cannot fit the model's output
-length are left out of the CTC loss and counted (`train_infeasible` per epoch).
+clipping, bf16 autocast on CUDA only, DDP when there is more than one worker. Samples whose gloss
+sequence cannot fit the model's output length are left out of the CTC loss and counted
+(`train_infeasible` per epoch).
 
 Every epoch dev is decoded (greedy by default, `decode.dev_beam_width`) for every head (rgb,
 keypoint, fuse, ensemble, as the model has them), the WER of each is reported with a checkpoint
@@ -295,7 +296,8 @@ def train_batches(shard, collate: RecognitionCollate, cfg: RecognitionConfig, ca
 def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
     """`items` produced by a background thread up to `depth` ahead (0: inline). Decoding, resizing
     and torch ops release the GIL, so the collate overlaps the training step. A consumer that stops
-    early (an error in the step, `close()`) stops the thread too: it drops what it holds and exits."""
+    early (an error in the step, `close()`) stops the thread too: it drops what it holds and exits
+    (waited for up to 1 s)."""
     if depth <= 0:
         yield from items
         return
@@ -329,7 +331,9 @@ def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
             yield item
     finally:
         stop.set()
-        thread.join()
+        # bounded: a producer stuck in the data source (e.g. a streaming split waiting for a dead
+        # worker) must not hold up the consumer's error
+        thread.join(timeout=1.0)
 
 
 def in_share(name: str, rank: int, world: int) -> bool:
