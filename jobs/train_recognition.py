@@ -105,6 +105,14 @@ class PretrainedSection(StrictModel):
     keypoint_s3d: str | None = None
     rgb_prefix: str | None = None  # key prefix inside the checkpoint; None: detected (must be unique)
     keypoint_prefix: str | None = None
+    # The papers' TwoStream recipe: each stream starts from a SingleStream Sign2Gloss model trained
+    # first on the same corpus. A run directory (-> its best checkpoint) or checkpoint of this job
+    # whose model has that stream, the same sizes and the same gloss vocabulary; the stream's S3D,
+    # head and (if both have them) sign pyramid and auxiliary heads are copied.
+    # (One source per stream is checked in RecognitionConfig: a model_validator on this section made
+    # Ray workers fail to unpickle the training function, pydantic "Error building function-after".)
+    rgb_stream: str | None = None
+    keypoint_stream: str | None = None
 
 
 class TrainSection(StrictModel):
@@ -159,6 +167,9 @@ class RecognitionConfig(StrictModel):
         heads = self.head_names()
         if self.train.select_head != "auto" and self.train.select_head not in heads:
             raise ValueError(f"train.select_head {self.train.select_head!r}: the model's heads are {heads}")
+        for stream in ("rgb", "keypoint"):
+            if getattr(self.pretrained, f"{stream}_s3d") and getattr(self.pretrained, f"{stream}_stream"):
+                raise ValueError(f"pretrained: set {stream}_s3d or {stream}_stream, not both")
         return self
 
     def model_config_for(self, num_classes: int):
@@ -185,6 +196,9 @@ def absolute_paths(cfg: RecognitionConfig) -> RecognitionConfig:
     cfg.out_dir = str(Path(cfg.out_dir).resolve())
     if "://" not in cfg.data.shards:
         cfg.data.shards = str(Path(cfg.data.shards).resolve())
+    for field in ("rgb_s3d", "keypoint_s3d", "rgb_stream", "keypoint_stream"):
+        if getattr(cfg.pretrained, field):
+            setattr(cfg.pretrained, field, str(Path(getattr(cfg.pretrained, field)).resolve()))
     return cfg
 
 
@@ -455,6 +469,56 @@ def load_pretrained_backbones(model: torch.nn.Module, pretrained: PretrainedSect
     return dropped
 
 
+STREAM_PARTS = ("backbones", "heads", "pyramids", "aux_heads")  # TwoStreamSLR's per-stream modules
+
+
+def load_pretrained_streams(model: torch.nn.Module, pretrained: PretrainedSection, glosses: list[str]) -> dict[str, list[str]]:
+    """Copy streams from Sign2Gloss checkpoints of this job (`pretrained.{rgb,keypoint}_stream`).
+
+    Per stream, the S3D (`backbones.<stream>.*`) and the head (`heads.<stream>.*`) must be in the
+    checkpoint with the model's shapes; the sign pyramid and auxiliary heads are copied when the
+    checkpoint has them too. Returns, per stream, the parts copied. The checkpoint's gloss
+    vocabulary must be `glosses` (the classifier rows are gloss ids)."""
+    from jobs.evaluate import resolve_checkpoint
+
+    loaded = {}
+    for stream, source in [("rgb", pretrained.rgb_stream), ("keypoint", pretrained.keypoint_stream)]:
+        if source is None:
+            continue
+        where = f"pretrained.{stream}_stream {source}"
+        if stream not in model.backbones:
+            raise ValueError(f"{where}: the model has no {stream} stream")
+        try:
+            ckpt = resolve_checkpoint(source)
+            theirs = torch.load(ckpt / "model" / "weights.pt", map_location="cpu", weights_only=True)
+            their_glosses = GlossVocabulary.load(ckpt / "gloss_vocab.json").glosses
+        except (FileNotFoundError, KeyError) as e:
+            raise ValueError(f"{where}: {e}") from e
+        if list(their_glosses) != list(glosses):
+            raise ValueError(f"{where}: its gloss vocabulary ({len(their_glosses)} glosses) differs from this run's "
+                             f"({len(glosses)}); both must be trained on the same corpus")
+        own = model.state_dict()
+        copied, update = [], {}
+        for part in STREAM_PARTS:
+            prefix = f"{part}.{stream}."
+            wanted = [k for k in own if k.startswith(prefix)]
+            present = [k for k in wanted if k in theirs]
+            if not wanted or (not present and part in ("pyramids", "aux_heads")):
+                continue
+            missing = sorted(set(wanted) - set(present)) + sorted(k for k in theirs if k.startswith(prefix) and k not in own)
+            wrong = [f"{k}: checkpoint {tuple(theirs[k].shape)} vs model {tuple(own[k].shape)}"
+                     for k in present if theirs[k].shape != own[k].shape]
+            if missing or wrong:
+                raise ValueError(f"{where} ({ckpt}): its {part}.{stream} does not fit the model (same sizes needed):"
+                                 + "".join(f"\n  missing/unexpected: {k}" for k in missing[:10])
+                                 + "".join(f"\n  shape: {w}" for w in wrong[:10]))
+            update.update({k: theirs[k] for k in wanted})
+            copied.append(part)
+        model.load_state_dict(update, strict=False)
+        loaded[stream] = copied
+    return loaded
+
+
 def save_model(model, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(model.config.model_dump(mode="json"), indent=1))
@@ -566,6 +630,9 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         dropped = load_pretrained_backbones(model, cfg.pretrained)
         if rank == 0 and dropped:
             log.info("pretrained S3D loaded into %s (checkpoint layers beyond the model: %s)", sorted(dropped), dropped)
+        copied = load_pretrained_streams(model, cfg.pretrained, vocab.glosses)
+        if rank == 0 and copied:
+            log.info("streams initialised from SingleStream checkpoints: %s", copied)
     model = model.to(device)
     heads = cfg.head_names()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,

@@ -10,7 +10,9 @@
 
 Lateral connections after blocks 1..`lateral_blocks`, both computed from the blocks' outputs and
 added: RGB -> keypoint is a Conv3d strided by rgb_size / keypoint_size in space, keypoint -> RGB
-the matching ConvTranspose3d. Pyramid upsampling (public "v1"): separable ConvTranspose3d
+the matching ConvTranspose3d; Kaiming-initialised, or zero (`lateral_init="zero"`: the streams start
+independent and the laterals grow from their gradients, which trains faster from scratch on the demo
+corpus, docs/PERFORMANCE.md). Pyramid upsampling (public "v1"): separable ConvTranspose3d
 (1x3x3, stride 2 in space; then 3x1x1, stride 2 in time where the lower level is twice as long),
 each + BatchNorm + ReLU, added to the lower level.
 
@@ -68,6 +70,7 @@ class TwoStreamConfig(BaseModel):
     lateral: bool = True
     lateral_blocks: int = Field(3, ge=1)
     lateral_kernel: tuple[int, int, int] = (7, 3, 3)
+    lateral_init: Literal["kaiming", "zero"] = Field("kaiming", description="zero: the streams start independent")
     pyramid: bool = True
     pyramid_levels: int = Field(3, ge=2)
     head_hidden: int = 512
@@ -157,8 +160,9 @@ class TwoStreamSLR(nn.Module):
                 nn.Conv3d(ch, ch, c.lateral_kernel, (1, ratio, ratio), pad, bias=False) for ch in channels[: c.lateral_blocks])
             self.keypoint_to_rgb = nn.ModuleList(
                 ConvTranspose3dTo(ch, ch, c.lateral_kernel, (1, ratio, ratio), pad, bias=False) for ch in channels[: c.lateral_blocks])
+            init = nn.init.kaiming_normal_ if c.lateral_init == "kaiming" else nn.init.zeros_
             for conv in [*self.rgb_to_keypoint, *self.keypoint_to_rgb]:
-                nn.init.kaiming_normal_(conv.weight)
+                init(conv.weight)
 
         # Pyramid levels: the last `levels` blocks; the main head reads the top one.
         self.levels = c.pyramid_levels if c.pyramid else 1

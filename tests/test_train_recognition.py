@@ -41,12 +41,23 @@ def test_shipped_configs_validate(path):
     assert cfg.optim.betas == (0.9, 0.998) and cfg.optim.weight_decay == pytest.approx(1e-3)
     assert cfg.decode.beam_width >= 3
     if path.stem.startswith("demo"):
-        assert (model.width, model.rgb_size, cfg.data.dataset, cfg.train.max_minutes) == (0.125, 48, "synthetic-sgsl-a", 19)
-        assert cfg.data.collate.height == 48 and cfg.train.num_threads == 1
-        assert cfg.head_names() == (["rgb"] if "single" in path.stem else ["rgb", "keypoint", "fuse", "ensemble"])
+        assert (model.width, cfg.data.dataset, cfg.data.collate.height, cfg.train.max_minutes) == (0.125, "synthetic-sgsl-a", 48, 19)
+        assert cfg.train.num_threads == 1
+        heads = {"single": ["rgb"], "keypoint": ["keypoint"], "two": ["rgb", "keypoint", "fuse", "ensemble"]}
+        assert cfg.head_names() == heads[path.stem.split("_")[1]]
+        assert "rgb" not in model.streams or model.rgb_size == 48
     if "phoenix" in path.stem:
         assert (model.width, model.rgb_size, model.keypoint_size, cfg.decode.beam_width) == (1.0, 224, 112, 5)
         assert cfg.scaling.use_gpu
+
+
+def test_demo_two_stream_and_keypoint_only_configs_share_the_keypoint_stream():
+    keypoint = load_config(RecognitionConfig, REPO / "configs/recognition/demo_keypoint_stream.yaml")
+    two = load_config(RecognitionConfig, REPO / "configs/recognition/demo_two_stream.yaml")
+    kp, ts = keypoint.model_config_for(33), two.model_config_for(33)
+    shared = ["width", "keypoint_size", "keypoint_parts", "heatmap_sigma", "pyramid", "head_hidden", "head_ff", "bn_momentum"]
+    assert {f: getattr(kp, f) for f in shared} == {f: getattr(ts, f) for f in shared}
+    assert keypoint.data == two.data and ts.lateral_init == "zero"
 
 
 def test_config_errors_are_named():
@@ -280,6 +291,56 @@ def test_two_workers_resume_keep_best_and_evaluate(tmp_path, shards):
                             "--out", str(tmp_path / "greedy")])
     assert greedy["head"] == "fuse" and greedy["infeasible"] == 1
     assert greedy["wer"] == pytest.approx({h: best[f"dev_wer_{h}"] for h in heads})
+
+
+def test_two_stream_starts_from_a_keypoint_single_stream_run(tmp_path):
+    """The papers' recipe: a SingleStream checkpoint's stream (S3D + head) is copied into the
+    TwoStream network; with zero-initialised laterals its keypoint head then gives exactly the
+    SingleStream model's outputs."""
+    from jobs.train_recognition import PretrainedSection, load_model, load_pretrained_streams, save_model
+    from models.two_stream import TwoStreamConfig, TwoStreamSLR
+    from pipelines.vocabulary import GlossVocabulary
+
+    sizes = dict(num_classes=7, width=0.0625, rgb_size=32, keypoint_size=8, keypoint_parts=["hand", "pose"],
+                 pyramid=False, head_hidden=16, head_ff=16, dropout=0.0)
+    glosses = ["A", "B", "C", "D"]
+    torch.manual_seed(0)
+    single = TwoStreamSLR(TwoStreamConfig(streams=["keypoint"], **sizes))
+    ckpt = tmp_path / "run" / "checkpoint_000003"
+    save_model(single, ckpt / "model")
+    GlossVocabulary(glosses).save(ckpt / "gloss_vocab.json")
+    (tmp_path / "run" / "best_checkpoint.json").write_text(json.dumps({"best_checkpoint": str(ckpt)}))
+
+    two = TwoStreamSLR(TwoStreamConfig(lateral_init="zero", lateral_kernel=(1, 3, 3), **sizes))
+    rgb_before = {k: v.clone() for k, v in two.state_dict().items() if ".rgb." in k or k.startswith("heads.fuse")}
+    copied = load_pretrained_streams(two, PretrainedSection(keypoint_stream=str(tmp_path / "run")), glosses)
+    assert copied == {"keypoint": ["backbones", "heads"]}
+    after = two.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in rgb_before.items())  # the RGB stream and fuse head untouched
+
+    # train mode (BatchNorm on batch statistics, no dropout): at init, eval mode leaves a tiny S3D's
+    # outputs nearly insensitive to its inputs, which would make the comparison vacuous
+    single, two = load_model(ckpt / "model").train(), two.train()
+    frames = torch.rand(2, 12, 3, 32, 32)
+    keypoints = torch.rand(2, 12, 133, 3) * 32
+    lengths = torch.tensor([12, 9])
+    with torch.no_grad():
+        want = single(None, lengths, keypoints, frame_size=(32, 32))["log_probs"]["keypoint"]
+        got = two(frames, lengths, keypoints)["log_probs"]["keypoint"]
+    assert torch.allclose(got, want, atol=1e-6)
+
+    with pytest.raises(ValueError, match=r"keypoint_stream .*gloss vocabulary \(4 glosses\) differs from this run's \(5\)"):
+        load_pretrained_streams(two, PretrainedSection(keypoint_stream=str(ckpt)), glosses + ["E"])
+    wider = TwoStreamSLR(TwoStreamConfig(**{**sizes, "width": 0.125}))
+    with pytest.raises(ValueError, match=r"its backbones.keypoint does not fit the model(.|\n)*shape: backbones.keypoint.block1"):
+        load_pretrained_streams(wider, PretrainedSection(keypoint_stream=str(ckpt)), glosses)
+    with pytest.raises(ValueError, match="the model has no rgb stream"):
+        load_pretrained_streams(single, PretrainedSection(rgb_stream=str(ckpt)), glosses)
+    with pytest.raises(ValueError, match=r"keypoint_stream .*neither a checkpoint"):
+        load_pretrained_streams(two, PretrainedSection(keypoint_stream=str(tmp_path)), glosses)
+    with pytest.raises(ConfigError, match="keypoint_s3d or keypoint_stream, not both"):
+        load_config(RecognitionConfig, REPO / "configs/recognition/demo_two_stream.yaml",
+                    [f"pretrained.keypoint_stream={ckpt}", "pretrained.keypoint_s3d=S3D.pt"])
 
 
 def test_pretrained_s3d_loads_into_both_streams_and_errors_name_the_setting(tmp_path):

@@ -69,6 +69,20 @@ def test_lateral_connections_carry_keypoints_into_the_rgb_head():
         assert (not torch.allclose(a, b)) == changes
 
 
+def test_zero_initialised_laterals_start_the_streams_independent_and_still_learn():
+    frames, lengths, kp, labels, label_lengths = batch(seed=1)
+    kp2 = kp.clone()
+    kp2[..., :2] = kp2[..., :2].flip(1)
+    torch.manual_seed(0)
+    model = TwoStreamSLR(tiny(lateral_init="zero", dropout=0.0))
+    assert all(not c.weight.any() for c in [*model.rgb_to_keypoint, *model.keypoint_to_rgb])
+    with torch.no_grad():
+        assert torch.equal(model(frames, lengths, kp)["log_probs"]["rgb"], model(frames, lengths, kp2)["log_probs"]["rgb"])
+    total, _ = model.loss(model(frames, lengths, kp), labels, label_lengths)
+    total.backward()
+    assert all(c.weight.grad.abs().sum() > 0 for c in [*model.rgb_to_keypoint, *model.keypoint_to_rgb])
+
+
 def test_single_stream_and_keypoint_only_configurations():
     frames, lengths, kp, labels, label_lengths = batch()
     rgb = TwoStreamSLR(tiny(streams=("rgb",), pyramid=False))
