@@ -32,14 +32,16 @@ from pipelines.shards import dataset_uri, shard_uris
 from pipelines.video_collate import predecode_row
 
 
-def read_rows(cfg: RecognitionConfig, limit: int) -> list[dict]:
+def read_rows(cfg: RecognitionConfig, limit: int | None = None, split: str | None = None) -> list[dict]:
+    """The first `limit` rows (None: all) of `split` (default: the training split) as the model reads them."""
+    split = split or cfg.data.train_split
     rows: list[dict] = []
-    for path in shard_uris(cfg.data.shards, cfg.data.dataset, cfg.data.train_split):
+    for path in shard_uris(cfg.data.shards, cfg.data.dataset, split):
         rows += pq.read_table(path, columns=shard_columns(cfg.uses_keypoints())).to_pylist()
-        if len(rows) >= limit:
+        if limit is not None and len(rows) >= limit:
             break
     if not rows:
-        raise SystemExit(f"{dataset_uri(cfg.data.shards, cfg.data.dataset)}: no training rows (run scripts/demo.sh)")
+        raise SystemExit(f"{dataset_uri(cfg.data.shards, cfg.data.dataset)}: no {split} rows (run scripts/demo.sh)")
     for r in rows:  # as Ray's numpy batches give them
         if r.get("keypoints") is not None:
             r["keypoints"] = np.asarray(r["keypoints"], np.float32)

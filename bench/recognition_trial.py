@@ -49,8 +49,8 @@ def main() -> None:
     cfg = load_config(RecognitionConfig, args.config, args.overrides)
     manifest = read_manifest(cfg.data.shards, cfg.data.dataset)
     vocab = GlossVocabulary.load(f"{dataset_uri(cfg.data.shards, cfg.data.dataset)}/{manifest['vocabulary']}")
-    train = [predecode_row(r, cfg.data.cache_size) for r in read_rows(cfg, 10**9)]
-    dev = read_rows(cfg.model_copy(update={"data": cfg.data.model_copy(update={"train_split": cfg.data.dev_split})}), 10**9)
+    train = [predecode_row(r, cfg.data.cache_size) for r in read_rows(cfg)]
+    dev = read_rows(cfg, split=cfg.data.dev_split)
     torch.manual_seed(cfg.train.seed)
     model = TwoStreamSLR(cfg.model_config_for(len(vocab)))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
