@@ -3,8 +3,9 @@
 Trains a recognition config in one process and one thread, without Ray, on the whole training
 split decoded once (the trainer's `data.cache_train` replay: same augmentation, length buckets,
 model, loss, clipping, Adam and schedule as `jobs/train_recognition.py`), for `--epochs` epochs
-with the cosine schedule planned over them, then decodes dev greedily with every head. Two recipes
-compared at the same epochs and seed see the same clip order. Used to choose the demo recipes
+with the cosine schedule planned over them (streams start from `pretrained.*` and the KL weight
+ramps in over `train.distill_warmup_epochs`, as in the trainer), then decodes dev greedily with
+every head. Two recipes compared at the same epochs and seed see the same clip order. Used to choose the demo recipes
 (docs/PERFORMANCE.md) before spending a 19-minute Ray run on one. Dev only: never the test split.
 
 Prints one JSON line per `--log-every` steps (mean loss parts, CPU ms per clip) and a last line
@@ -36,8 +37,10 @@ def main() -> None:
 
     from recognition_input import read_rows  # bench/ is the script folder
     from jobs.config import load_config
-    from jobs.train_recognition import (ONEDNN_KERNEL_CACHE, RecognitionCollate, RecognitionConfig, decode_split,
-                                        eval_batches, lr_factor, run_model, score_heads, train_batches)
+    from jobs.train_recognition import (ONEDNN_KERNEL_CACHE, RecognitionCollate, RecognitionConfig, absolute_paths,
+                                        decode_split, distill_factor, eval_batches, load_pretrained_backbones,
+                                        load_pretrained_streams, lr_factor, make_optimizer, run_model, score_heads,
+                                        train_batches)
     from models.two_stream import TwoStreamSLR
     from pipelines.shards import dataset_uri, read_manifest
     from pipelines.video_collate import predecode_row
@@ -46,16 +49,18 @@ def main() -> None:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_KERNEL_CACHE))
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    cfg = load_config(RecognitionConfig, args.config, args.overrides)
+    cfg = absolute_paths(load_config(RecognitionConfig, args.config, args.overrides))
     manifest = read_manifest(cfg.data.shards, cfg.data.dataset)
     vocab = GlossVocabulary.load(f"{dataset_uri(cfg.data.shards, cfg.data.dataset)}/{manifest['vocabulary']}")
     train = [predecode_row(r, cfg.data.cache_size) for r in read_rows(cfg)]
     dev = read_rows(cfg, split=cfg.data.dev_split)
     torch.manual_seed(cfg.train.seed)
     model = TwoStreamSLR(cfg.model_config_for(len(vocab)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
-                                 weight_decay=cfg.optim.weight_decay, foreach=True)
-    steps = max(1, round(args.epochs * len(train) / cfg.train.batch_size))
+    load_pretrained_backbones(model, cfg.pretrained)
+    load_pretrained_streams(model, cfg.pretrained, vocab.glosses)
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = len(train) / cfg.train.batch_size
+    steps = max(1, round(args.epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, cfg.optim))
     uses_kp, cpu = cfg.uses_keypoints(), torch.device("cpu")
 
@@ -69,7 +74,8 @@ def main() -> None:
     model.train()
     for step, batch in enumerate(itertools.islice(batches(), steps), start=1):
         out = run_model(model, batch, cpu, uses_kp)
-        loss, parts = model.loss(out, batch["labels"], batch["label_lengths"])
+        w_kl = model.config.distill_weight * distill_factor(step - 1, cfg.train.distill_warmup_epochs * steps_per_epoch)
+        loss, parts = model.loss(out, batch["labels"], batch["label_lengths"], distill_weight=w_kl)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:

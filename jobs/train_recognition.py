@@ -113,6 +113,10 @@ class PretrainedSection(StrictModel):
     # Ray workers fail to unpickle the training function, pydantic "Error building function-after".)
     rgb_stream: str | None = None
     keypoint_stream: str | None = None
+    # Learning-rate factor for the parameters of every stream set above (its S3D; with *_stream also
+    # its head, pyramid and auxiliary heads). Below 1, a copied stream keeps what it learned while
+    # the new parts (the other stream, laterals, fuse head) catch up.
+    lr_scale: float = Field(1.0, gt=0)
 
 
 class TrainSection(StrictModel):
@@ -124,6 +128,10 @@ class TrainSection(StrictModel):
     select_head: HeadChoice = "auto"  # the head whose dev WER picks the best checkpoint
     find_unused_parameters: bool = False  # DDP
     prefetch_batches: int = Field(1, ge=0)
+    # The KL weight (model.distill_weight) ramps linearly from 0 over this many epochs: the ensemble
+    # teacher is only as good as its worst head, and a stream copied from a trained model
+    # (pretrained.*_stream) would otherwise be pulled towards untrained heads' outputs.
+    distill_warmup_epochs: float = Field(0.0, ge=0)
 
 
 class DecodeSection(StrictModel):
@@ -435,6 +443,39 @@ def choose_head(wers: dict[str, float], select: str) -> str:
     return min(wers, key=lambda h: (wers[h], h))
 
 
+STREAM_PARTS = ("backbones", "heads", "pyramids", "aux_heads")  # TwoStreamSLR's per-stream modules
+
+
+def distill_factor(step: int, warmup_steps: float) -> float:
+    """Multiplier of the KL weight at optimizer step `step` (0-based): linear from 1/warmup_steps to 1."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+
+def pretrained_parameter_names(model: torch.nn.Module, pretrained: PretrainedSection) -> set[str]:
+    """Parameters that start from a checkpoint given in `pretrained` (decided by the config alone, so
+    a resumed run rebuilds the same optimizer groups): `backbones.<stream>.*` for *_s3d, and every
+    per-stream part (STREAM_PARTS) for *_stream."""
+    prefixes = []
+    for stream in ("rgb", "keypoint"):
+        if getattr(pretrained, f"{stream}_stream"):
+            prefixes += [f"{part}.{stream}." for part in STREAM_PARTS]
+        elif getattr(pretrained, f"{stream}_s3d"):
+            prefixes.append(f"backbones.{stream}.")
+    return {n for n, _ in model.named_parameters() if prefixes and n.startswith(tuple(prefixes))}
+
+
+def make_optimizer(model: torch.nn.Module, cfg: "RecognitionConfig") -> torch.optim.Adam:
+    """Adam over the trainable parameters: one group at `optim.lr`, plus one at
+    `optim.lr * pretrained.lr_scale` for the pretrained streams' parameters when that scale is not 1."""
+    o = cfg.optim
+    pre = pretrained_parameter_names(model, cfg.pretrained) if cfg.pretrained.lr_scale != 1 else set()
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if n not in pre]}]
+    if pre:
+        groups.append({"params": [p for n, p in named if n in pre], "lr": o.lr * cfg.pretrained.lr_scale})
+    return torch.optim.Adam(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, foreach=True)
+
+
 def lr_factor(step: int, total_steps: int, optim: OptimSection) -> float:
     """Multiplier of `optim.lr` at optimizer step `step` (0-based): linear warm-up, then cosine
     (to `min_lr_ratio`) or constant."""
@@ -467,9 +508,6 @@ def load_pretrained_backbones(model: torch.nn.Module, pretrained: PretrainedSect
         except (ValueError, FileNotFoundError) as e:
             raise ValueError(f"pretrained.{stream}_s3d {path}: {e}") from e
     return dropped
-
-
-STREAM_PARTS = ("backbones", "heads", "pyramids", "aux_heads")  # TwoStreamSLR's per-stream modules
 
 
 def load_pretrained_streams(model: torch.nn.Module, pretrained: PretrainedSection, glosses: list[str]) -> dict[str, list[str]]:
@@ -635,8 +673,7 @@ def train_loop_per_worker(loop_config: dict) -> dict:
             log.info("streams initialised from SingleStream checkpoints: %s", copied)
     model = model.to(device)
     heads = cfg.head_names()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
-                                 weight_decay=cfg.optim.weight_decay, foreach=True)
+    optimizer = make_optimizer(model, cfg)
     # streaming_split(equal=True) gives each worker floor(N / world) rows
     steps_per_epoch = max(1, math.ceil((loop_config["train_videos"] // world) / cfg.train.batch_size))
     plan = {"total_steps": steps_per_epoch * cfg.train.epochs}
@@ -703,7 +740,8 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         for batch in prefetched(batches_in, cfg.train.prefetch_batches):
             with autocast:
                 out = run_model(ddp_model, batch, device, uses_kp)
-            loss, parts = model.loss(out, batch["labels"].to(device), batch["label_lengths"].to(device))
+            w_kl = model.config.distill_weight * distill_factor(step, cfg.train.distill_warmup_epochs * steps_per_epoch)
+            loss, parts = model.loss(out, batch["labels"].to(device), batch["label_lengths"].to(device), distill_weight=w_kl)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip > 0:
@@ -756,6 +794,7 @@ def train_loop_per_worker(loop_config: dict) -> dict:
             "planned_epochs": planned,
             "train_loss": train_parts.get("total", float("nan")),
             **{f"train_{k}": v for k, v in train_parts.items() if k != "total"},
+            **({"train_kl_weight": w_kl} if "kl" in train_parts else {}),  # at the epoch's last step
             "train_clips": total_clips,
             "train_infeasible": sum(g[2] for g in gathered),
             "train_clips_per_s": total_clips / max(1e-9, train_s),

@@ -271,10 +271,13 @@ class TwoStreamSLR(nn.Module):
             out["log_probs"]["ensemble"] = torch.logsumexp(stacked, 0) - math.log(len(self.heads))
         return out
 
-    def loss(self, outputs: dict, labels: torch.Tensor, label_lengths: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def loss(self, outputs: dict, labels: torch.Tensor, label_lengths: torch.Tensor,
+             distill_weight: float | None = None) -> tuple[torch.Tensor, dict]:
         """Total training loss and its parts (detached floats, plus `infeasible`: samples whose
-        labels cannot fit the main heads' output length; they are left out of every CTC term)."""
+        labels cannot fit the main heads' output length; they are left out of every CTC term).
+        `distill_weight` replaces `config.distill_weight` (the trainer's KL warm-up)."""
         c = self.config
+        w_kl = c.distill_weight if distill_weight is None else distill_weight
         parts, total = {}, 0.0
         lengths = outputs["lengths"]
         weights = {"rgb": c.aux_weight_rgb, "keypoint": c.aux_weight_keypoint}
@@ -289,14 +292,14 @@ class TwoStreamSLR(nn.Module):
                           for lp, n in zip(outputs["aux_log_probs"][name], outputs["aux_lengths"][name]))
                 total = total + weights[name] * aux
                 parts[f"ctc_{name}_aux"] = aux.detach()
-        if "ensemble" in outputs["log_probs"] and c.distill_weight:
+        if "ensemble" in outputs["log_probs"] and w_kl:
             teacher_lp = outputs["log_probs"]["ensemble"].detach()
             mask = length_mask(lengths, teacher_lp.shape[1]).to(teacher_lp.dtype)
             kl = 0.0
             for name in self.heads:
                 per_step = (teacher_lp.exp() * (teacher_lp - outputs["log_probs"][name])).sum(-1)
                 kl = kl + (per_step * mask).sum() / teacher_lp.shape[0]
-            total = total + c.distill_weight * kl
+            total = total + w_kl * kl
             parts["kl"] = kl.detach()
         parts["infeasible"] = int(infeasible.sum())
         parts["total"] = total.detach()

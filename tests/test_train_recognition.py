@@ -18,6 +18,7 @@ from jobs.train_recognition import (
     RecognitionCollate,
     RecognitionConfig,
     choose_head,
+    distill_factor,
     in_share,
     lr_factor,
     prefetched,
@@ -77,6 +78,8 @@ def test_lr_schedule_and_head_choice():
     assert [lr_factor(s, 14, opt) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_factor(9, 14, opt) == pytest.approx(0.5) and lr_factor(14, 14, opt) == pytest.approx(0.0)
     assert lr_factor(3, 10, OptimSection(schedule="constant")) == 1.0
+    assert [distill_factor(s, 4) for s in (0, 1, 3, 9)] == [0.25, 0.5, 1.0, 1.0]  # KL warm-up over 4 steps
+    assert distill_factor(0, 0) == 1.0 and distill_factor(0, 2.5) == pytest.approx(0.4)
     assert choose_head({"rgb": 30.0, "fuse": 20.0, "ensemble": 20.0}, "auto") == "ensemble"  # ties: by name
     assert choose_head({"rgb": 30.0, "fuse": 20.0}, "rgb") == "rgb"
     names = [f"v{i}" for i in range(50)]
@@ -231,7 +234,7 @@ def test_two_workers_resume_keep_best_and_evaluate(tmp_path, shards):
     from metrics.gloss_cleanup import cleanup_for
     from metrics.wer import corpus_wer
 
-    two = {"scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5}
+    two = {"scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5, "train.distill_warmup_epochs": 2}
     first = run(_config(tmp_path, shards, **two, **{"train.epochs": 1, "final_eval": "false"}))
     run_dir = Path(first["run_dir"])
     assert first["epochs_run"] == [1] and len(_history(run_dir)) == 1
@@ -255,6 +258,8 @@ def test_two_workers_resume_keep_best_and_evaluate(tmp_path, shards):
         assert h["dev_wer"] == min(h[f"dev_wer_{x}"] for x in heads)  # select_head=auto
         assert np.isfinite(h["train_loss"]) and h["train_ctc_rgb"] > 0 and "train_kl" in h
         assert 0 <= h["train_padding"] < 1
+    # the KL weight ramps in over 2 epochs = 4 steps: 2/4 at epoch 1's last step, then the full weight
+    assert [h["train_kl_weight"] for h in history] == [0.5, 1.0, 1.0]
     kept = {int(json.loads((p / "metrics.json").read_text())["epoch"]) for p in run_dir.glob("checkpoint_*") if p.is_dir()}
     assert 3 in kept and second["best_epoch"] in kept and len(kept) <= 3  # the latest and the 2 best by dev WER
     assert (run_dir / "learning_curve.png").stat().st_size > 1000
@@ -341,6 +346,44 @@ def test_two_stream_starts_from_a_keypoint_single_stream_run(tmp_path):
     with pytest.raises(ConfigError, match="keypoint_s3d or keypoint_stream, not both"):
         load_config(RecognitionConfig, REPO / "configs/recognition/demo_two_stream.yaml",
                     [f"pretrained.keypoint_stream={ckpt}", "pretrained.keypoint_s3d=S3D.pt"])
+
+
+def test_pretrained_streams_get_their_own_learning_rate():
+    """pretrained.lr_scale: the copied stream's parameters form a second Adam group at lr * scale
+    that the schedule scales with the first; the laterals, the other stream and the fuse head stay
+    at lr. Decided by the config alone (a resumed run builds the same groups)."""
+    from jobs.train_recognition import make_optimizer, pretrained_parameter_names
+    from models.two_stream import TwoStreamConfig, TwoStreamSLR
+
+    model = TwoStreamSLR(TwoStreamConfig(num_classes=5, width=0.0625, rgb_size=32, keypoint_size=8,
+                                         keypoint_parts=["hand"], head_hidden=16, head_ff=16))
+    base = ["optim.lr=1e-3", "optim.warmup_steps=0"]
+    cfg = load_config(RecognitionConfig, REPO / "configs/recognition/demo_two_stream.yaml",
+                      base + ["pretrained.keypoint_stream=run", "pretrained.lr_scale=0.1"])
+    names = pretrained_parameter_names(model, cfg.pretrained)
+    all_names = {n for n, _ in model.named_parameters()}
+    assert names == {n for n in all_names if n.split(".")[:2] in (["backbones", "keypoint"], ["heads", "keypoint"],
+                                                                 ["pyramids", "keypoint"], ["aux_heads", "keypoint"])}
+    laterals = {n for n in all_names if n.startswith(("rgb_to_keypoint.", "keypoint_to_rgb."))}
+    assert any(n.startswith("pyramids.keypoint.") for n in names) and laterals and not laterals & names
+    opt = make_optimizer(model, cfg)
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, pytest.approx(1e-4)]
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    assert {by_id[id(p)] for p in opt.param_groups[1]["params"]} == names
+    assert {by_id[id(p)] for p in opt.param_groups[0]["params"]} == all_names - names
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 10, cfg.optim))
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(5e-4), pytest.approx(5e-5)]  # half-way down the cosine
+
+    s3d = load_config(RecognitionConfig, REPO / "configs/recognition/demo_two_stream.yaml",
+                      base + ["pretrained.rgb_s3d=S3D.pt", "pretrained.lr_scale=0.5"])
+    assert pretrained_parameter_names(model, s3d.pretrained) == {n for n in all_names if n.startswith("backbones.rgb.")}
+    plain = load_config(RecognitionConfig, REPO / "configs/recognition/demo_two_stream.yaml", ["pretrained.keypoint_stream=run"])
+    assert len(make_optimizer(model, plain).param_groups) == 1  # lr_scale 1: one group
+    with pytest.raises(ConfigError, match="lr_scale"):
+        load_config(RecognitionConfig, REPO / "configs/recognition/demo_two_stream.yaml", ["pretrained.lr_scale=0"])
 
 
 def test_pretrained_s3d_loads_into_both_streams_and_errors_name_the_setting(tmp_path):

@@ -51,6 +51,10 @@ def test_two_stream_forward_backward_on_a_tiny_clip():
     expected = (parts["ctc_rgb"] + 0.2 * parts["ctc_rgb_aux"] + parts["ctc_keypoint"] + 0.5 * parts["ctc_keypoint_aux"]
                 + parts["ctc_fuse"] + parts["kl"])
     assert math.isclose(float(total.detach()), float(expected), rel_tol=1e-5) and parts["infeasible"] == 0
+    ctc_only, no_kl = model.loss(out, labels, label_lengths, distill_weight=0.0)  # the trainer's KL warm-up
+    assert "kl" not in no_kl and math.isclose(float(ctc_only.detach()), float(expected - parts["kl"]), rel_tol=1e-5)
+    quarter, _ = model.loss(out, labels, label_lengths, distill_weight=0.25)
+    assert math.isclose(float(quarter.detach()), float(expected - 0.75 * parts["kl"]), rel_tol=1e-5)
     total.backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert no_grad == []  # every module takes part (DDP without find_unused_parameters)
