@@ -5,8 +5,9 @@ split decoded once (the trainer's `data.cache_train` replay: same augmentation, 
 model, loss, clipping, Adam and schedule as `jobs/train_recognition.py`), for `--epochs` epochs
 with the cosine schedule planned over them (streams start from `pretrained.*` and the KL weight
 ramps in over `train.distill_warmup_epochs`, as in the trainer), then decodes dev greedily with
-every head. Two recipes compared at the same epochs and seed see the same clip order. Used to choose the demo recipes
-(docs/PERFORMANCE.md) before spending a 19-minute Ray run on one. Dev only: never the test split.
+every head. Two recipes compared at the same epochs and seed see the same clip order. Used to
+choose the demo recipes (docs/PERFORMANCE.md) before spending a 19-minute Ray run on one. Dev only:
+never the test split.
 
 Prints one JSON line per `--log-every` steps (mean loss parts, CPU ms per clip) and a last line
 with the dev WER per head:

@@ -464,7 +464,7 @@ def pretrained_parameter_names(model: torch.nn.Module, pretrained: PretrainedSec
     return {n for n, _ in model.named_parameters() if prefixes and n.startswith(tuple(prefixes))}
 
 
-def make_optimizer(model: torch.nn.Module, cfg: "RecognitionConfig") -> torch.optim.Adam:
+def make_optimizer(model: torch.nn.Module, cfg: RecognitionConfig) -> torch.optim.Adam:
     """Adam over the trainable parameters: one group at `optim.lr`, plus one at
     `optim.lr * pretrained.lr_scale` for the pretrained streams' parameters when that scale is not 1."""
     o = cfg.optim
