@@ -729,7 +729,8 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         collate = RecognitionCollate(cfg.data.collate, train=True, glosses=vocab.glosses, frame_stride=cfg.data.frame_stride,
                                      generator=hash((cfg.train.seed, epoch, rank)) % 2**32)
         sums: dict[str, float] = {}
-        clips = infeasible = batches = 0
+        clips = infeasible = batches = clipped = 0
+        norm_sum = 0.0
         frames_seen = frames_padded = 0
         replay = train_cache is not None and cache_complete
         if train_cache is not None and not replay:
@@ -744,8 +745,10 @@ def train_loop_per_worker(loop_config: dict) -> dict:
             loss, parts = model.loss(out, batch["labels"].to(device), batch["label_lengths"].to(device), distill_weight=w_kl)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            # the norm before clipping; max_norm=inf only measures it
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip or math.inf))
+            norm_sum += grad_norm
+            clipped += int(0 < cfg.optim.grad_clip < grad_norm)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -795,6 +798,8 @@ def train_loop_per_worker(loop_config: dict) -> dict:
             "train_loss": train_parts.get("total", float("nan")),
             **{f"train_{k}": v for k, v in train_parts.items() if k != "total"},
             **({"train_kl_weight": w_kl} if "kl" in train_parts else {}),  # at the epoch's last step
+            "train_grad_norm": norm_sum / max(1, batches),  # mean over the epoch's steps, before clipping
+            "train_clipped": clipped / max(1, batches),  # share of steps clipped to optim.grad_clip
             "train_clips": total_clips,
             "train_infeasible": sum(g[2] for g in gathered),
             "train_clips_per_s": total_clips / max(1e-9, train_s),

@@ -39,8 +39,10 @@ LONG = "G0 G1 G2 G0 G1 G2"  # 6 glosses: more than the 3-5 output steps a 12-14 
 def test_shipped_configs_validate(path):
     cfg = load_config(RecognitionConfig, path)
     model = cfg.model_config_for(33)
-    assert cfg.optim.betas == (0.9, 0.998) and cfg.optim.weight_decay == pytest.approx(1e-3)
+    assert cfg.optim.betas == (0.9, 0.998) and cfg.optim.grad_clip == 1.0
     assert cfg.decode.beam_width >= 3
+    # the papers' Adam L2 term; off in the demo configs, whose every step is clipped (their headers)
+    assert cfg.optim.weight_decay == (0.0 if path.stem.startswith("demo") else pytest.approx(1e-3))
     if path.stem.startswith("demo"):
         assert (model.width, cfg.data.dataset, cfg.data.collate.height, cfg.train.max_minutes) == (0.125, "synthetic-sgsl-a", 48, 19)
         assert cfg.train.num_threads == 1
@@ -258,6 +260,9 @@ def test_two_workers_resume_keep_best_and_evaluate(tmp_path, shards):
         assert h["dev_wer"] == min(h[f"dev_wer_{x}"] for x in heads)  # select_head=auto
         assert np.isfinite(h["train_loss"]) and h["train_ctc_rgb"] > 0 and "train_kl" in h
         assert 0 <= h["train_padding"] < 1
+        assert h["train_clipped"] in (0.0, 0.5, 1.0) and h["train_grad_norm"] > 0  # 2 steps per epoch
+    # from initialisation the summed CTC losses' gradient norm is far above optim.grad_clip = 1
+    assert history[0]["train_clipped"] == 1.0 and history[0]["train_grad_norm"] > 1.0
     # the KL weight ramps in over 2 epochs = 4 steps: 2/4 at epoch 1's last step, then the full weight
     assert [h["train_kl_weight"] for h in history] == [0.5, 1.0, 1.0]
     kept = {int(json.loads((p / "metrics.json").read_text())["epoch"]) for p in run_dir.glob("checkpoint_*") if p.is_dir()}
