@@ -9,7 +9,8 @@ every head. Two recipes compared at the same epochs and seed see the same clip o
 choose the demo recipes (docs/PERFORMANCE.md) before spending a 19-minute Ray run on one. Dev only:
 never the test split.
 
-Prints one JSON line per `--log-every` steps (mean loss parts, CPU ms per clip) and a last line
+Prints one JSON line per `--log-every` steps (mean loss parts, gradient norm before clipping and
+share of steps clipped, CPU ms per clip) and a last line
 with the dev WER per head:
 
     .venv/bin/python bench/recognition_trial.py --config configs/recognition/demo_two_stream.yaml \\
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import time
 
@@ -79,8 +81,8 @@ def main() -> None:
         loss, parts = model.loss(out, batch["labels"], batch["label_lengths"], distill_weight=w_kl)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or math.inf))
+        parts["grad_norm"], parts["clipped"] = grad_norm, int(0 < cfg.optim.grad_clip < grad_norm)  # as the trainer's metrics
         optimizer.step()
         scheduler.step()
         for k, v in parts.items():
