@@ -16,6 +16,7 @@ anything else non-empty needs overwrite=true (which deletes only what this job w
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import sys
@@ -31,9 +32,9 @@ import numpy as np
 from pydantic import Field, model_validator
 from tqdm import tqdm
 
-from jobs.config import ConfigError, StrictModel, config_hash, job_argument_parser, load_config
+from jobs.config import ConfigError, StrictModel, job_argument_parser, load_config
 from pipelines.records import SPLITS
-from pipelines.synthetic.generate import RenderSettings, VideoResult, VideoSpec, atomic_write_text, contact_sheet, render_video, write_split_files, write_video
+from pipelines.synthetic.generate import RecordingConditions, RenderSettings, VideoResult, VideoSpec, atomic_write_text, contact_sheet, render_video, write_split_files, write_video
 from pipelines.synthetic.language import CONCEPTS, LanguageSpec, SignLanguage, build_languages, sample_sentence
 from pipelines.synthetic.motion import INTENSE, MotionParams
 from pipelines.synthetic.signer import SignerStyle, sample_signer
@@ -95,6 +96,18 @@ class MotionConfig(StrictModel):
         return self
 
 
+class RecordingConfig(StrictModel):
+    """Camera and studio: they degrade the pixels only (see RecordingConditions); 0 = clean."""
+
+    exposure: float = Field(0.0, ge=0, le=1)  # shutter time / frame interval: motion blur
+    subframes: int = Field(4, ge=2)  # renders averaged per blurred frame
+    illumination: float = Field(0.0, ge=0, lt=1)  # per-video brightness gain in 1 ± this
+    colour_cast: float = Field(0.0, ge=0, le=0.5)  # std of a per-video, per-channel gain
+    clutter: int = Field(0, ge=0)  # blurred coloured shapes on each video's background
+    clutter_contrast: int = Field(255, ge=0, le=255)  # their channels' largest offset from the background colour
+    noise_std: float = Field(0.0, ge=0)  # per-pixel sensor noise, 0-255 scale
+
+
 class SynthesizeConfig(StrictModel):
     out_dir: str
     seed: int = 0
@@ -110,6 +123,7 @@ class SynthesizeConfig(StrictModel):
     auxiliary: LanguageConfig
     sentence: SentenceConfig = SentenceConfig()
     motion: MotionConfig = MotionConfig()
+    recording: RecordingConfig = RecordingConfig()
     contact_sheet_videos: int = Field(4, ge=0)
     contact_sheet_frames: int = Field(8, ge=1)
 
@@ -127,8 +141,12 @@ class SynthesisError(RuntimeError):
 
 
 def content_hash(config: SynthesizeConfig) -> str:
-    """Hash of everything that changes the corpus' content (not out_dir, overwrite, num_workers)."""
-    return config_hash(config.model_copy(update={"out_dir": "", "overwrite": False, "num_workers": 1}))
+    """Hash of everything that changes the corpus' content (not out_dir, overwrite, num_workers).
+    A clean `recording` (all defaults) is left out: corpora made before it existed keep their hash."""
+    data = config.model_copy(update={"out_dir": "", "overwrite": False, "num_workers": 1}).model_dump(mode="json")
+    if config.recording == RecordingConfig():
+        del data["recording"]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -296,7 +314,7 @@ def synthesize(config: SynthesizeConfig, progress: bool = True) -> dict:
     plan = plan_corpus(config)
     atomic_write_text(out / PARTIAL, json.dumps({"config_hash": digest, "languages": [lang.code for lang in plan.languages]}))
     m = config.motion
-    settings = RenderSettings(config.width, config.height, config.fps, MotionParams(m.transition_frames, m.rest_frames, m.duration_jitter), config.keypoint_noise_px, config.write_frame_folders)
+    settings = RenderSettings(config.width, config.height, config.fps, MotionParams(m.transition_frames, m.rest_frames, m.duration_jitter), config.keypoint_noise_px, config.write_frame_folders, RecordingConditions(**config.recording.model_dump()))
     results = _render_all(plan, settings, out, state == "resume", config.num_workers, progress)
 
     for lang in plan.languages:

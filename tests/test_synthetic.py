@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 
 from jobs.config import ConfigError, load_config
-from jobs.synthesize import PARTIAL, SynthesisError, SynthesizeConfig, main, plan_corpus, synthesize
+from jobs.synthesize import PARTIAL, SynthesisError, SynthesizeConfig, content_hash, main, plan_corpus, synthesize
 from pipelines.records import SPLITS
-from pipelines.synthetic.generate import CSV_COLUMNS, RenderSettings, render_video
+from pipelines.synthetic.generate import CSV_COLUMNS, RecordingConditions, RenderSettings, render_video
 from pipelines.synthetic.language import CONCEPTS, LanguageSpec, build_languages, sample_sentence
 from pipelines.synthetic.motion import INTENSE, MotionParams
 from pipelines.synthetic.primitives import distinct
@@ -317,3 +318,76 @@ def test_frame_folders_match_the_video(tmp_path):
     pngs = sorted(folder.glob("images*.png"))
     assert len(pngs) == int(row["end"]) + 1 and pngs[0].name == "images0001.png"
     assert cv2.imread(str(pngs[0])).shape == (48, 48, 3)
+
+
+def _recorded(spec, **conditions):
+    settings = RenderSettings(96, 96, 25, MotionParams(), keypoint_noise_px=0.5, write_frame_folders=False, recording=RecordingConditions(**conditions))
+    return render_video(spec, settings)
+
+
+def test_recording_conditions_change_pixels_never_keypoints(tmp_path):
+    spec = plan_corpus(tiny_config(tmp_path)).videos[0]
+    clean, kp, signs = _recorded(spec)
+    frames, kp2, signs2 = _recorded(spec, exposure=1.0, illumination=0.3, colour_cast=0.1, clutter=8, noise_std=6)
+    np.testing.assert_array_equal(kp, kp2)
+    assert signs == signs2
+    assert frames.shape == clean.shape and frames.dtype == np.uint8
+    assert np.abs(frames.astype(int) - clean).mean() > 5
+
+
+def test_motion_blur_averages_renders_over_the_shutter_time(tmp_path):
+    spec = plan_corpus(tiny_config(tmp_path)).videos[0]
+    clean, kp, _ = _recorded(spec)
+    blurred, _, _ = _recorded(spec, exposure=1.0, subframes=2)
+    # Two subframes over a full-frame shutter: the mean of this frame's and the previous frame's render.
+    moved = [t for t in range(1, len(kp)) if np.abs(kp[t] - kp[t - 1]).max() > 1]
+    assert len(moved) > 10
+    for t in moved[:5]:
+        expected = np.round((clean[t].astype(np.float32) + clean[t - 1]) / 2)
+        np.testing.assert_allclose(blurred[t], expected, atol=1)
+    np.testing.assert_array_equal(blurred[0], clean[0])
+
+
+def test_illumination_is_one_gain_per_video_and_channel_and_noise_has_its_std(tmp_path):
+    spec = plan_corpus(tiny_config(tmp_path)).videos[1]
+    clean, _, _ = _recorded(spec)
+    lit, _, _ = _recorded(spec, illumination=0.3, colour_cast=0.1)
+    ok = (clean > 40) & (clean < 150)  # away from 0 and from clipping at 255
+    gain = (lit[ok].astype(float) / clean[ok]).reshape(-1)
+    per_channel = [np.median(lit[..., c][ok[..., c]] / clean[..., c][ok[..., c]]) for c in range(3)]
+    for c in range(3):
+        expected = np.clip(np.round(clean[..., c].astype(float) * per_channel[c]), 0, 255)
+        assert np.abs(lit[..., c] - expected).max() <= 2, c
+    assert 0.5 < gain.min() and gain.max() < 1.6
+    noisy, _, _ = _recorded(spec, noise_std=6)
+    diff = (noisy.astype(float) - clean)[(clean > 30) & (clean < 225)]
+    assert abs(diff.mean()) < 0.2 and abs(diff.std() - 6) < 0.3
+
+
+def test_clutter_paints_the_background_not_the_signer(tmp_path):
+    spec = plan_corpus(tiny_config(tmp_path)).videos[0]
+    clean, kp, _ = _recorded(spec)
+    cluttered, _, _ = _recorded(spec, clutter=10)
+    plain = np.all(clean == clean[0, 0, 0], axis=-1)  # the plain background colour
+    changed = np.any(cluttered != clean, axis=-1)
+    assert changed[plain].mean() > 0.2  # much of the background is covered
+    # The signer is drawn on top, unchanged away from its anti-aliased outlines (2 px).
+    inside = np.stack([cv2.erode((~m).astype(np.uint8), np.ones((5, 5), np.uint8)) for m in plain]).astype(bool)
+    assert inside.mean() > 0.1 and not changed[inside].any()
+    assert (cluttered[0] == cluttered[-1])[plain[0] & plain[-1]].all()  # one static background per video
+
+
+def test_recording_config_rejects_out_of_range_values(tmp_path):
+    with pytest.raises(ConfigError, match="recording.exposure"):
+        tiny_config(tmp_path, "recording.exposure=1.5")
+    with pytest.raises(ConfigError, match="recording.subframes"):
+        tiny_config(tmp_path, "recording.subframes=1")
+
+
+def test_clean_recording_keeps_the_corpus_hash_of_configs_without_it(tmp_path):
+    config = tiny_config(tmp_path)
+    data = config.model_copy(update={"out_dir": "", "overwrite": False, "num_workers": 1}).model_dump(mode="json")
+    del data["recording"]  # a config written before `recording` existed
+    before = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    assert content_hash(config) == content_hash(tiny_config(tmp_path, "recording.exposure=0")) == before
+    assert content_hash(tiny_config(tmp_path, "recording.exposure=0.5")) != before

@@ -33,6 +33,27 @@ CSV_COLUMNS = ("name", "video", "start", "end", "speaker", "orth", "translation"
 
 
 @dataclass(frozen=True)
+class RecordingConditions:
+    """How the camera and the studio degrade each video's pixels; the keypoints never change.
+
+    exposure: shutter time as a fraction of the frame interval; the frame averages `subframes`
+    renders spread over it (motion blur trailing the movement). illumination: each video's
+    brightness gain is drawn from 1 ± illumination; colour_cast: std of a further per-channel gain.
+    clutter: blurred shapes painted on each video's background, each channel up to
+    ± clutter_contrast (0-255) from the background colour. noise_std: per-pixel
+    Gaussian sensor noise, on the 0-255 scale. All zero: the clean studio corpus.
+    """
+
+    exposure: float = 0.0
+    subframes: int = 4
+    illumination: float = 0.0
+    colour_cast: float = 0.0
+    clutter: int = 0
+    clutter_contrast: int = 255
+    noise_std: float = 0.0
+
+
+@dataclass(frozen=True)
 class RenderSettings:
     """Settings shared by every video: frame size (pixels), fps, timing, noise, outputs."""
 
@@ -42,6 +63,7 @@ class RenderSettings:
     motion: MotionParams
     keypoint_noise_px: float  # std of Gaussian noise on the saved keypoints (not on the drawing)
     write_frame_folders: bool
+    recording: RecordingConditions = RecordingConditions()
 
 
 @dataclass(frozen=True)
@@ -82,8 +104,50 @@ def render_video(spec: VideoSpec, settings: RenderSettings) -> tuple[np.ndarray,
     rng = np.random.default_rng(spec.seed)
     poses, signs = _timeline(spec, settings, rng)
     keypoints = pose_keypoints(poses, spec.signer, settings.width, settings.height)
-    frames = np.stack([render_frame(k, spec.signer, settings.width, settings.height) for k in keypoints])
+    rec = settings.recording
+    # The recording's own random stream: a clean and a degraded corpus share every keypoint.
+    rec_rng = np.random.default_rng([spec.seed, 1])
+    background = cluttered_background(spec.signer, settings.width, settings.height, rec.clutter, rec.clutter_contrast, rec_rng) if rec.clutter else None
+    frames = np.stack([_exposed_frame(keypoints, t, spec.signer, settings, background) for t in range(len(keypoints))])
+    frames = _camera(frames, rec, rec_rng)
     return frames, observed_keypoints(keypoints, settings.keypoint_noise_px, rng, settings.width, settings.height), signs
+
+
+def cluttered_background(style: SignerStyle, width: int, height: int, shapes: int, contrast: int, rng: np.random.Generator) -> np.ndarray:
+    """The signer's background colour with `shapes` soft ellipses whose channels differ from it by up
+    to ± `contrast` (0-255). uint8 BGR (H, W, 3)."""
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = style.background[::-1]
+    for _ in range(shapes):
+        centre = (int(rng.integers(width)), int(rng.integers(height)))
+        axes = (int(rng.integers(width // 16, width // 4)), int(rng.integers(height // 16, height // 4)))
+        colour = tuple(int(c) for c in np.clip(np.array(style.background[::-1]) + rng.integers(-contrast, contrast + 1, 3), 0, 255))
+        cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(img, (0, 0), max(1.0, width / 128))
+
+
+def _exposed_frame(keypoints: np.ndarray, t: int, style: SignerStyle, settings: RenderSettings, background: np.ndarray | None) -> np.ndarray:
+    """Frame t: one render at the keypoints, or with exposure > 0 the mean of renders at poses
+    interpolated back towards frame t-1 over the shutter time."""
+    rec = settings.recording
+    if rec.exposure <= 0 or t == 0:
+        return render_frame(keypoints[t], style, settings.width, settings.height, background)
+    acc = np.zeros((settings.height, settings.width, 3), np.float32)
+    for f in np.linspace(0.0, rec.exposure, rec.subframes):
+        pose = keypoints[t] + f * (keypoints[t - 1] - keypoints[t])
+        acc += render_frame(pose, style, settings.width, settings.height, background)
+    return np.round(acc / rec.subframes).astype(np.uint8)
+
+
+def _camera(frames: np.ndarray, rec: RecordingConditions, rng: np.random.Generator) -> np.ndarray:
+    """Per-video illumination and colour cast, per-pixel sensor noise. uint8 (T, H, W, 3) in and out."""
+    if rec.illumination == 0 and rec.colour_cast == 0 and rec.noise_std == 0:
+        return frames
+    gain = rng.uniform(1 - rec.illumination, 1 + rec.illumination) * (1 + rng.normal(0.0, rec.colour_cast, 3))
+    out = frames.astype(np.float32) * gain.astype(np.float32)
+    if rec.noise_std > 0:
+        out += rng.normal(0.0, rec.noise_std, out.shape).astype(np.float32)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def observed_keypoints(keypoints: np.ndarray, noise_px: float, rng: np.random.Generator, width: int, height: int) -> np.ndarray:

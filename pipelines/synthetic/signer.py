@@ -359,14 +359,18 @@ def _hand_shapes(hand: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return palm, fingers + [hand[1:5]]
 
 
-def render_frame(keypoints: np.ndarray, style: SignerStyle, width: int, height: int) -> np.ndarray:
-    """Draw the signer described by one frame's keypoints. (133, 3) → uint8 BGR (H, W, 3).
+def render_frame(keypoints: np.ndarray, style: SignerStyle, width: int, height: int, background: np.ndarray | None = None) -> np.ndarray:
+    """Draw the signer described by one frame's keypoints. (133, 3) → uint8 BGR (H, W, 3), on
+    `background` (uint8 BGR (H, W, 3)) or on the signer's plain background colour.
 
     Uses x, y of every drawn point whatever its score (as `pose_keypoints` returns them).
     """
     c = _palette(style)
-    img = np.empty((height, width, 3), np.uint8)
-    img[:] = c.background
+    if background is None:
+        img = np.empty((height, width, 3), np.uint8)
+        img[:] = c.background
+    else:
+        img = background.copy()
     kp = keypoints[:, :2].astype(np.float64)
     unit = float(np.linalg.norm(kp[5] - kp[6])) / (L_SHOULDER[0] - R_SHOULDER[0])
     jaw0, jaw16 = kp[FACE.start], kp[FACE.start + 16]
