@@ -16,7 +16,6 @@ anything else non-empty needs overwrite=true (which deletes only what this job w
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import sys
@@ -32,7 +31,7 @@ import numpy as np
 from pydantic import Field, model_validator
 from tqdm import tqdm
 
-from jobs.config import ConfigError, StrictModel, job_argument_parser, load_config
+from jobs.config import ConfigError, StrictModel, config_hash, job_argument_parser, load_config
 from pipelines.records import SPLITS
 from pipelines.synthetic.generate import RecordingConditions, RenderSettings, VideoResult, VideoSpec, atomic_write_text, contact_sheet, render_video, write_split_files, write_video
 from pipelines.synthetic.language import CONCEPTS, LanguageSpec, SignLanguage, build_languages, sample_sentence
@@ -143,10 +142,8 @@ class SynthesisError(RuntimeError):
 def content_hash(config: SynthesizeConfig) -> str:
     """Hash of everything that changes the corpus' content (not out_dir, overwrite, num_workers).
     A clean `recording` (all defaults) is left out: corpora made before it existed keep their hash."""
-    data = config.model_copy(update={"out_dir": "", "overwrite": False, "num_workers": 1}).model_dump(mode="json")
-    if config.recording == RecordingConfig():
-        del data["recording"]
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    content = config.model_copy(update={"out_dir": "", "overwrite": False, "num_workers": 1})
+    return config_hash(content, exclude={"recording"} if config.recording == RecordingConfig() else None)
 
 
 # --- planning ---------------------------------------------------------------------------------

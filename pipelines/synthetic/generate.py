@@ -116,12 +116,13 @@ def render_video(spec: VideoSpec, settings: RenderSettings) -> tuple[np.ndarray,
 def cluttered_background(style: SignerStyle, width: int, height: int, shapes: int, contrast: int, rng: np.random.Generator) -> np.ndarray:
     """The signer's background colour with `shapes` soft ellipses whose channels differ from it by up
     to ± `contrast` (0-255). uint8 BGR (H, W, 3)."""
+    base = np.array(style.background[::-1])
     img = np.empty((height, width, 3), np.uint8)
-    img[:] = style.background[::-1]
+    img[:] = base
     for _ in range(shapes):
         centre = (int(rng.integers(width)), int(rng.integers(height)))
         axes = (int(rng.integers(width // 16, width // 4)), int(rng.integers(height // 16, height // 4)))
-        colour = tuple(int(c) for c in np.clip(np.array(style.background[::-1]) + rng.integers(-contrast, contrast + 1, 3), 0, 255))
+        colour = tuple(int(c) for c in np.clip(base + rng.integers(-contrast, contrast + 1, 3), 0, 255))
         cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
     return cv2.GaussianBlur(img, (0, 0), max(1.0, width / 128))
 
