@@ -10,8 +10,9 @@ table, vocabulary, and the manifest, written last and atomically. See pipelines/
 
 Bad input never stops the run: every problem is a row in `errors.parquet` (name, split, stage,
 message, fatal) and a warning summary; the exit status is 1 only when the share of failed videos
-exceeds `max_error_share`. Re-running skips complete blocks (same config hash) and rebuilds the
-rest; a different config on an existing output is refused unless `--overwrite` (which rebuilds).
+exceeds `max_error_share`. Re-running skips complete blocks (same hash of the config and of the
+corpus: its annotations and, if synthetic, its generator config) and rebuilds the rest; a
+different config or corpus on an existing output is refused unless `--overwrite` (which rebuilds).
 
 Works unchanged locally (`ray.init()` starts Ray) and on a cluster (`ray job submit -- python
 jobs/preprocess.py ...`); `video.root` and `out_dir` may be URIs (file://, s3://, ...).
@@ -20,6 +21,7 @@ jobs/preprocess.py ...`); `video.root` and `out_dir` may be URIs (file://, s3://
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
 import sys
@@ -114,11 +116,27 @@ class PreprocessConfig(StrictModel):
     max_error_share: float = Field(0.05, ge=0, le=1)
 
 
-def output_hash(config: PreprocessConfig) -> str:
-    """Hash of what determines the shards' content (not where they go, nor Ray resources)."""
-    from jobs.config import config_hash
+def output_hash(config: PreprocessConfig, corpus_fingerprint: str) -> str:
+    """Hash of what determines the shards' content (not where they go, nor Ray resources), and of
+    the corpus they copy (`corpus_fingerprint`), so shards of a regenerated corpus are never reused."""
+    content = config.model_copy(update={"out_dir": "", "resources": ResourcesConfig(), "ray": RayConfig(), "max_error_share": 0.0, "languages": []})
+    payload = json.dumps({"config": content.model_dump(mode="json"), "corpus": corpus_fingerprint}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
-    return config_hash(config.model_copy(update={"out_dir": "", "resources": ResourcesConfig(), "ray": RayConfig(), "max_error_share": 0.0, "languages": []}))
+
+def corpus_fingerprint(config: PreprocessConfig, samples_by_split: dict[str, list[Sample]]) -> str:
+    """sha256 of the annotations the shards copy (name, signer, gloss, text, video, length per sample)
+    and, for a synthetic corpus, its generator's config hash (`synthetic.json`): the only trace of
+    its pixels, since regenerating with other recording conditions keeps every annotation."""
+    digest = hashlib.sha256()
+    for split in sorted(samples_by_split):
+        for s in samples_by_split[split]:
+            digest.update(json.dumps([split, s.name, s.signer, s.gloss_string, s.text, s.video, s.num_frames]).encode())
+    corpus = config.corpus
+    if corpus.format == "synthetic" and corpus.root is not None and config.video.root is None and corpus.video_root is None:
+        if (Path(corpus.root) / "synthetic.json").exists():  # test fixtures write the layout only
+            digest.update(str(read_synthetic_manifest(corpus.root).get("config_hash")).encode())
+    return digest.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- planning
@@ -386,7 +404,11 @@ def preprocess_dataset(config: PreprocessConfig, *, overwrite: bool = False) -> 
     name = config.name.format(corpus=corpus.name, language=corpus.language)
     uri = config.out_dir.rstrip("/") + "/" + name
     directory = DatasetDir(uri)
-    chash = output_hash(config)
+    samples_by_split: dict[str, list[Sample]] = {}
+    for split in config.splits:
+        samples = read_corpus(corpus, split)
+        samples_by_split[split] = samples if config.limit is None else samples[: config.limit]
+    chash = output_hash(config, corpus_fingerprint(config, samples_by_split))
     result = DatasetResult(name, uri)
 
     if overwrite:
@@ -394,7 +416,7 @@ def preprocess_dataset(config: PreprocessConfig, *, overwrite: bool = False) -> 
     other = _existing_hashes(directory) - {chash}
     if other:
         raise ConfigError(
-            f"{uri}: holds shards built with a different config (hash {sorted(other)}, now {chash}); "
+            f"{uri}: holds shards built with a different config or from a different corpus (hash {sorted(other)}, now {chash}); "
             "pass --overwrite to rebuild, or choose another out_dir/name"
         )
     manifest = _manifest_is_valid(directory, chash)
@@ -407,14 +429,9 @@ def preprocess_dataset(config: PreprocessConfig, *, overwrite: bool = False) -> 
         result.errors = [ErrorRow(**e) for e in read_errors(uri).to_pylist()]
         return result
 
-    samples_by_split: dict[str, list[Sample]] = {}
     tasks: list[Task] = []
     for split in config.splits:
-        samples = read_corpus(corpus, split)
-        if config.limit is not None:
-            samples = samples[: config.limit]
-        samples_by_split[split] = samples
-        tasks.extend(plan_split(config, split, samples))
+        tasks.extend(plan_split(config, split, samples_by_split[split]))
     blocks: dict[tuple[str, int], list[Task]] = collections.defaultdict(list)
     for t in tasks:
         blocks[(t.split, t.block)].append(t)

@@ -156,6 +156,36 @@ def test_rerun_is_a_no_op_a_changed_config_is_refused_and_interrupted_runs_resum
     assert rebuilt.splits["train"].resumed == 0 and shard_bytes(ds) != reference
 
 
+def test_shards_of_a_changed_corpus_are_refused_not_reused(ray_local, corpus, tmp_path):
+    """Same preprocessing config, but the corpus was regenerated (a synthetic corpus's generator
+    hash changes while every annotation stays) or re-annotated: the old shards are stale."""
+    root = tmp_path / "corpus"
+    shutil.copytree(corpus[0], root)
+    manifest = json.loads((root / "synthetic.json").read_text())
+
+    def generated_with(config_hash: str) -> None:
+        (root / "synthetic.json").write_text(json.dumps({**manifest, "config_hash": config_hash}))
+
+    generated_with("1111111111111111")
+    cfg = config(root, tmp_path / "out")
+    [first] = run(cfg)
+    assert not first.up_to_date
+    assert run(cfg)[0].up_to_date
+    generated_with("2222222222222222")
+    with pytest.raises(ConfigError, match="different corpus"):
+        run(cfg)
+    generated_with("1111111111111111")
+    assert run(cfg)[0].up_to_date
+    annotation = root / "aaa" / "aaa.train.corpus.csv"
+    annotation.write_text(annotation.read_text().replace("text 0", "text zero"))
+    with pytest.raises(ConfigError, match="different corpus"):
+        run(cfg)
+    [rebuilt] = run(cfg, overwrite=True)
+    assert rebuilt.splits["train"].resumed == 0
+    table = pq.read_table(tmp_path / "out" / "syn_aaa" / "train").to_pylist()
+    assert "text zero" in {row["text"] for row in table}
+
+
 def test_frame_folders_zip_archives_and_file_uris(ray_local, tmp_path):
     """PHOENIX-2014T official CSV + frame folders, the public code's zip, via file:// URIs."""
     frames = {f"vid{i}": make_frames(8 + i, i) for i in range(3)}
