@@ -61,10 +61,11 @@ def load_config(schema: type[T], path: str | Path | None, overrides: Sequence[st
         raise ConfigError(f"{source}: invalid {schema.__name__}:\n" + "\n".join(lines)) from None
 
 
-def config_hash(config: BaseModel, exclude: set[str] | None = None) -> str:
+def config_hash(config: BaseModel, exclude: set[str] | None = None, extra: dict | None = None) -> str:
     """A short stable hash of a config's values (sorted JSON) less the `exclude` fields, for cache
-    keys and manifests."""
-    payload = json.dumps(config.model_dump(mode="json", exclude=exclude), sort_keys=True)
+    keys and manifests; with `extra`, of {"config": those values, **extra} (inputs beside the config)."""
+    values = config.model_dump(mode="json", exclude=exclude)
+    payload = json.dumps({"config": values, **extra} if extra else values, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

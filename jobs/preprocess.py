@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from jobs.config import ConfigError, StrictModel, job_argument_parser, load_config, to_plain
+from jobs.config import ConfigError, StrictModel, config_hash, job_argument_parser, load_config, to_plain
 from pipelines.corpora import CorpusConfig, CorpusFormatError, read_corpus, read_synthetic_manifest
 from pipelines.keypoints.base import NUM_KEYPOINTS, KeypointConfig, KeypointStage
 from pipelines.records import Sample
@@ -120,8 +120,7 @@ def output_hash(config: PreprocessConfig, corpus_fingerprint: str) -> str:
     """Hash of what determines the shards' content (not where they go, nor Ray resources), and of
     the corpus they copy (`corpus_fingerprint`), so shards of a regenerated corpus are never reused."""
     content = config.model_copy(update={"out_dir": "", "resources": ResourcesConfig(), "ray": RayConfig(), "max_error_share": 0.0, "languages": []})
-    payload = json.dumps({"config": content.model_dump(mode="json"), "corpus": corpus_fingerprint}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return config_hash(content, extra={"corpus": corpus_fingerprint})
 
 
 def corpus_fingerprint(config: PreprocessConfig, samples_by_split: dict[str, list[Sample]]) -> str:
