@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_corpus(root: Path, videos: int) -> Path:
-    from jobs.config import load_config
+    from common.config import load_config
     from jobs.synthesize import SynthesizeConfig, synthesize
 
     config = load_config(SynthesizeConfig, REPO / "configs/synthesize/demo.yaml", [

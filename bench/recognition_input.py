@@ -26,8 +26,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from jobs.config import load_config
-from jobs.train_recognition import RecognitionCollate, RecognitionConfig, shard_columns
+from common.config import load_config
+from jobs.train_recognition import RecognitionConfig
+from pipelines.recognition_batches import RecognitionCollate, shard_columns
 from pipelines.shards import dataset_uri, shard_uris
 from pipelines.video_collate import predecode_row
 

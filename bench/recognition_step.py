@@ -36,9 +36,11 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from recognition_input import read_rows  # bench/ is the script folder
-    from jobs.config import load_config
-    from jobs.train_recognition import RecognitionCollate, RecognitionConfig, lr_factor, run_model, train_batches
+    from common.config import load_config
+    from jobs.train_recognition import RecognitionConfig, train_step
     from models.two_stream import TwoStreamSLR
+    from training.schedule import make_lr_scheduler
+    from pipelines.recognition_batches import RecognitionCollate, train_batches
     from pipelines.video_collate import predecode_row
     from pipelines.vocabulary import GlossVocabulary
 
@@ -51,24 +53,21 @@ def child(args: argparse.Namespace) -> None:
     model = TwoStreamSLR(cfg.model_config_for(len(vocab)))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
                                  foreach=args.child == "trainer")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.steps, cfg.optim))
+    scheduler = make_lr_scheduler(optimizer, lambda: args.steps, warmup_steps=cfg.optim.warmup_steps, schedule=cfg.optim.schedule,
+                                  min_lr_ratio=cfg.optim.min_lr_ratio)
     uses_kp = cfg.uses_keypoints()
 
     def batches():  # the trainer's epochs replayed from its decoded cache; collated outside the timing
         for epoch in itertools.count():
             collate = RecognitionCollate(cfg.data.collate, train=True, glosses=vocab.glosses, generator=epoch)
-            yield from train_batches(None, collate, cfg, rows, replay=True, shuffle_seed=0, order_seed=epoch)
+            yield from train_batches(None, collate, rows, batch_size=cfg.train.batch_size, length_buckets=cfg.data.length_buckets,
+                                     replay=True, shuffle_seed=0, order_seed=epoch)
 
     cpu, clips, lengths = 0.0, 0, set()
     for k, batch in zip(range(args.steps), batches()):
         t = time.process_time()
-        out = run_model(model, batch, torch.device("cpu"), uses_kp)
-        loss, _ = model.loss(out, batch["labels"], batch["label_lengths"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        train_step(model, model, batch, optimizer, scheduler, device=torch.device("cpu"), uses_keypoints=uses_kp,
+                   kl_weight=model.config.distill_weight, grad_clip=cfg.optim.grad_clip)
         if k >= args.warmup:
             cpu += time.process_time() - t
             clips += len(batch["names"])

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import time
 
@@ -39,13 +38,13 @@ def main() -> None:
     import torch
 
     from recognition_input import read_rows  # bench/ is the script folder
-    from jobs.config import load_config
-    from jobs.train_recognition import (ONEDNN_KERNEL_CACHE, RecognitionCollate, RecognitionConfig, absolute_paths,
-                                        decode_split, distill_factor, eval_batches, load_pretrained_backbones,
-                                        load_pretrained_streams, lr_factor, make_optimizer, run_model, score_heads,
-                                        train_batches)
-    from models.two_stream import TwoStreamSLR
+    from common.config import load_config
+    from jobs.train_recognition import (ONEDNN_KERNEL_CACHE, RecognitionConfig, absolute_paths, build_model, distill_factor,
+                                        make_optimizer, train_step)
+    from pipelines.recognition_batches import RecognitionCollate, eval_batches, train_batches
     from pipelines.shards import dataset_uri, read_manifest
+    from training.evaluation import decode_split, score_heads
+    from training.schedule import make_lr_scheduler
     from pipelines.video_collate import predecode_row
     from pipelines.vocabulary import GlossVocabulary
 
@@ -57,34 +56,27 @@ def main() -> None:
     vocab = GlossVocabulary.load(f"{dataset_uri(cfg.data.shards, cfg.data.dataset)}/{manifest['vocabulary']}")
     train = [predecode_row(r, cfg.data.cache_size) for r in read_rows(cfg)]
     dev = read_rows(cfg, split=cfg.data.dev_split)
-    torch.manual_seed(cfg.train.seed)
-    model = TwoStreamSLR(cfg.model_config_for(len(vocab)))
-    load_pretrained_backbones(model, cfg.pretrained)
-    load_pretrained_streams(model, cfg.pretrained, vocab.glosses)
+    model = build_model(cfg, vocab, fresh=True)
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = len(train) / cfg.train.batch_size
     steps = max(1, round(args.epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, cfg.optim))
+    scheduler = make_lr_scheduler(optimizer, lambda: steps, warmup_steps=cfg.optim.warmup_steps, schedule=cfg.optim.schedule,
+                                  min_lr_ratio=cfg.optim.min_lr_ratio)
     uses_kp, cpu = cfg.uses_keypoints(), torch.device("cpu")
 
     def batches():
         for epoch in itertools.count():
             collate = RecognitionCollate(cfg.data.collate, train=True, glosses=vocab.glosses, generator=epoch)
-            yield from train_batches(None, collate, cfg, train, replay=True, shuffle_seed=0, order_seed=epoch)
+            yield from train_batches(None, collate, train, batch_size=cfg.train.batch_size,
+                                     length_buckets=cfg.data.length_buckets, replay=True, shuffle_seed=0, order_seed=epoch)
 
     sums: dict[str, float] = {}
     clips, t_cpu, t0 = 0, time.process_time(), time.time()
     model.train()
     for step, batch in enumerate(itertools.islice(batches(), steps), start=1):
-        out = run_model(model, batch, cpu, uses_kp)
         w_kl = model.config.distill_weight * distill_factor(step - 1, cfg.train.distill_warmup_epochs * steps_per_epoch)
-        loss, parts = model.loss(out, batch["labels"], batch["label_lengths"], distill_weight=w_kl)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or math.inf))
-        parts["grad_norm"], parts["clipped"] = grad_norm, int(0 < cfg.optim.grad_clip < grad_norm)  # as the trainer's metrics
-        optimizer.step()
-        scheduler.step()
+        parts = train_step(model, model, batch, optimizer, scheduler, device=cpu, uses_keypoints=uses_kp, kl_weight=w_kl,
+                           grad_clip=cfg.optim.grad_clip)  # grad_norm and clipped as the trainer's metrics
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + float(v)
         clips += len(batch["names"])

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobs.config import load_config
+from common.config import load_config
 from jobs.synthesize import SynthesizeConfig, synthesize
 
 REPO = Path(__file__).resolve().parents[1]

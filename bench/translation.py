@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
-    from jobs.config import load_config
-    from jobs.train_translation import TranslationConfig, _load_split, build_model, decode_examples
+    from common.config import load_config
+    from jobs.train_translation import TranslationConfig, build_model, load_split
+    from training.evaluation import decode_examples
     from pipelines.text_tokenizer import SentencePieceTokenizer
     from pipelines.translation_data import encode_examples
     from pipelines.vocabulary import GlossVocabulary
@@ -63,8 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    train = _load_split(cfg, cfg.data.train_split, cfg.data.train_limit)
-    dev = _load_split(cfg, cfg.data.dev_split, cfg.data.dev_limit)
+    train = load_split(cfg, cfg.data.train_split, cfg.data.train_limit)
+    dev = load_split(cfg, cfg.data.dev_split, cfg.data.dev_limit)
     vocab = GlossVocabulary.from_training_samples(train)
     with tempfile.TemporaryDirectory() as tmp:
         texts = [s.text for s in train] + ([s.gloss_string for s in train] if cfg.tokenizer.include_glosses else [])

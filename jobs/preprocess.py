@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from jobs.config import ConfigError, StrictModel, config_hash, job_argument_parser, load_config, to_plain
+from common.config import ConfigError, StrictModel, config_hash, job_argument_parser, load_config, to_plain
 from pipelines.corpora import CorpusConfig, CorpusFormatError, read_corpus, read_synthetic_manifest
 from pipelines.keypoints.base import NUM_KEYPOINTS, KeypointConfig, KeypointStage
 from pipelines.records import Sample
@@ -285,7 +285,7 @@ class DatasetResult:
 
 
 def _ensure_ray(config: PreprocessConfig) -> None:
-    from jobs.ray_cluster import init_ray
+    from training.ray_cluster import init_ray
 
     init_ray(config.ray.address, num_cpus=config.ray.num_cpus)
 
@@ -421,12 +421,7 @@ def preprocess_dataset(config: PreprocessConfig, *, overwrite: bool = False) -> 
     manifest = _manifest_is_valid(directory, chash)
     if manifest is not None:
         log.info("%s: up to date (manifest with config hash %s)", uri, chash)
-        result.up_to_date = True
-        for split, info in manifest["splits"].items():
-            result.splits[split] = SplitSummary(info["videos"], info["written"], info["videos"], info["frames"], info["fatal_errors"], info["warnings"])
-        result.error_share = manifest["error_share"]
-        result.errors = [ErrorRow(**e) for e in read_errors(uri).to_pylist()]
-        return result
+        return _up_to_date(result, manifest)
 
     tasks: list[Task] = []
     for split in config.splits:
@@ -444,12 +439,37 @@ def preprocess_dataset(config: PreprocessConfig, *, overwrite: bool = False) -> 
     log.info("%s: %d videos in %d blocks; %d blocks already complete, %d videos to process",
              uri, len(tasks), len(blocks), len(receipts), len(pending))
 
-    schema = shard_schema(config.shards.frame_storage, config.keypoints.dtype)
-    remaining = collections.Counter((t.split, t.block) for t in pending)
-    buffers: dict[tuple[str, int], list[dict]] = collections.defaultdict(list)
     start = time.perf_counter()
     if pending:
         _ensure_ray(config)
+    _write_blocks(config, directory, pending, receipts, result, chash)
+    result.seconds = time.perf_counter() - start
+    missing = [k for k in blocks if k not in receipts]
+    if missing:
+        raise RuntimeError(f"{uri}: blocks {missing[:5]} got no results from the pipeline")
+
+    _write_manifest(config, directory, name, chash, blocks, receipts, pending, samples_by_split, result)
+    return result
+
+
+def _up_to_date(result: DatasetResult, manifest: dict) -> DatasetResult:
+    """The result of a dataset whose valid manifest says it is complete."""
+    result.up_to_date = True
+    for split, info in manifest["splits"].items():
+        result.splits[split] = SplitSummary(info["videos"], info["written"], info["videos"], info["frames"], info["fatal_errors"], info["warnings"])
+    result.error_share = manifest["error_share"]
+    result.errors = [ErrorRow(**e) for e in read_errors(result.uri).to_pylist()]
+    return result
+
+
+def _write_blocks(config: PreprocessConfig, directory: DatasetDir, pending: list[Task],
+                  receipts: dict[tuple[str, int], BlockReceipt], result: DatasetResult, chash: str) -> None:
+    """Run the pipeline over the pending videos and write each block as soon as all its videos are
+    back (its receipt goes into `receipts`); counts frames and stage times into `result`."""
+    uri = directory.uri
+    schema = shard_schema(config.shards.frame_storage, config.keypoints.dtype)
+    remaining = collections.Counter((t.split, t.block) for t in pending)
+    buffers: dict[tuple[str, int], list[dict]] = collections.defaultdict(list)
     for row in _iter_results(config, pending):
         key = (str(row["split"]), int(row["block"]))
         buffers[key].append(row)
@@ -467,12 +487,13 @@ def preprocess_dataset(config: PreprocessConfig, *, overwrite: bool = False) -> 
                 compression=config.shards.compression,
             )
             log.info("%s: block %s-%05d written (%d videos, %d errors)", uri, key[0], key[1], len(good), len(rows) - len(good))
-    result.seconds = time.perf_counter() - start
-    missing = [k for k in blocks if k not in receipts]
-    if missing:
-        raise RuntimeError(f"{uri}: blocks {missing[:5]} got no results from the pipeline")
 
-    # Errors, vocabulary, then the manifest (last, atomically).
+
+def _write_manifest(config: PreprocessConfig, directory: DatasetDir, name: str, chash: str, blocks: dict,
+                    receipts: dict[tuple[str, int], BlockReceipt], pending: list[Task],
+                    samples_by_split: dict[str, list[Sample]], result: DatasetResult) -> None:
+    """Errors, vocabulary, then the manifest (last, atomically); fills the per-split summaries of `result`."""
+    corpus = config.corpus
     split_info: dict[str, dict] = {}
     all_errors: list[ErrorRow] = []
     for split in config.splits:
@@ -515,7 +536,6 @@ def preprocess_dataset(config: PreprocessConfig, *, overwrite: bool = False) -> 
         "errors": ERRORS,
         "vocabulary": vocabulary,
     })
-    return result
 
 
 def expand_languages(config: PreprocessConfig) -> list[PreprocessConfig]:

@@ -31,9 +31,10 @@ import numpy as np
 from pydantic import Field, model_validator
 from tqdm import tqdm
 
-from jobs.config import ConfigError, StrictModel, config_hash, job_argument_parser, load_config
+from common.config import ConfigError, StrictModel, config_hash, job_argument_parser, load_config
+from common.files import atomic_write_text, atomic_write_with
 from pipelines.records import SPLITS
-from pipelines.synthetic.generate import RecordingConditions, RenderSettings, VideoResult, VideoSpec, atomic_write_text, contact_sheet, render_video, write_split_files, write_video
+from pipelines.synthetic.generate import RecordingConditions, RenderSettings, VideoResult, VideoSpec, contact_sheet, render_video, write_split_files, write_video
 from pipelines.synthetic.language import CONCEPTS, LanguageSpec, SignLanguage, build_languages, sample_sentence
 from pipelines.synthetic.motion import INTENSE, MotionParams
 from pipelines.synthetic.signer import SignerStyle, sample_signer
@@ -294,9 +295,7 @@ def _write_contact_sheet(plan: Plan, settings: RenderSettings, path: Path, count
         return
     chosen.sort(key=lambda v: v.name)
     sheet = contact_sheet([(v, *render_video(v, settings)) for v in chosen], columns, scale=max(1, round(256 / settings.width)))
-    tmp = path.with_name(path.stem + ".tmp.png")
-    cv2.imwrite(str(tmp), sheet)
-    tmp.replace(path)
+    atomic_write_with(path, lambda tmp: cv2.imwrite(str(tmp), sheet))
 
 
 def synthesize(config: SynthesizeConfig, progress: bool = True) -> dict:

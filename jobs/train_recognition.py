@@ -32,33 +32,38 @@ Checkpoint layout: `model/` (`weights.pt`, `config.json`: the TwoStreamConfig), 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import queue
-import random
-import sys
-import tempfile
-import threading
 import time
-import zlib
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Iterable, Literal
 
-import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
-from ray.data.collate_fn import NumpyBatchCollateFn
 
-from jobs.config import StrictModel, job_argument_parser, load_config, save_config
-from pipelines.video_collate import VideoCollate, VideoCollateConfig, _rows, predecode_row
+from common.config import StrictModel, save_config
+from common.files import atomic_path
+from pipelines.prefetch import prefetched
+from pipelines.recognition_batches import RecognitionCollate, eval_batches, in_share, shard_columns, train_batches
+from pipelines.video_collate import VideoCollateConfig, rows_of
 from pipelines.vocabulary import GlossVocabulary
+from training import state as train_state
+from training.checkpoint import load_sign2gloss, save_sign2gloss, write_checkpoint
+from training.cli import LOG_FORMAT, recipe_main
+from training.distributed import autocast, gather, sync_buffers_from_rank0, worker_context, wrap_ddp
+from training.evaluation import choose_head, decode_split, run_model, score_heads
+from training.ray_train import ScalingSection, fit, report_epoch, write_summary
+from training.run_log import CurveSpec, RunLog
+from training.schedule import EpochBudget, make_lr_scheduler
 
 log = logging.getLogger("train_recognition")
 
-ONEDNN_KERNEL_CACHE = 8192  # oneDNN primitive cache capacity of CPU training workers
+# oneDNN primitive cache capacity of CPU training workers: every new clip length needs new convolution
+# kernels, and the default cache (1,024) holds fewer than ~60 convolutions x 3 passes x the lengths a
+# run sees (docs/PERFORMANCE.md). oneDNN reads it when it makes its first kernel, so workers set it
+# before the model runs.
+ONEDNN_KERNEL_CACHE = 8192
 
 HeadChoice = Literal["auto", "rgb", "keypoint", "fuse", "ensemble"]
 
@@ -140,14 +145,6 @@ class DecodeSection(StrictModel):
     batch_size: int = Field(4, ge=1)
 
 
-class ScalingSection(StrictModel):
-    num_workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
-    max_failures: int = 0
-    num_to_keep: int = 2  # checkpoints kept by dev WER (the latest is always kept too)
-
-
 class RecognitionConfig(StrictModel):
     name: str
     out_dir: str = "outputs/recognition"
@@ -210,284 +207,46 @@ def absolute_paths(cfg: RecognitionConfig) -> RecognitionConfig:
     return cfg
 
 
-# ---- data: rows of the shards -> model batches ----------------------------------------------------
+# ---- data: the shards' manifest and vocabulary (driver), Ray Datasets ------------------------------
 
 
-def shard_columns(with_keypoints: bool) -> list[str]:
-    cols = ["name", "gloss", "frames", "num_frames", "height", "width"]
-    return cols + (["keypoints"] if with_keypoints else [])
+def prepare_assets(cfg: RecognitionConfig) -> tuple[GlossVocabulary, dict]:
+    """The shards' manifest and the training vocabulary, copied into `<run_dir>/assets/` once: a
+    resumed run keeps its vocabulary even if the shards are rebuilt."""
+    from pipelines.shards import DatasetDir, dataset_uri, read_manifest
+
+    where = dataset_uri(cfg.data.shards, cfg.data.dataset)
+    manifest = read_manifest(cfg.data.shards, cfg.data.dataset)
+    for split in (cfg.data.train_split, cfg.data.dev_split):
+        if split not in manifest["splits"]:
+            raise KeyError(f"{where}: split {split!r} was not preprocessed")
+    if cfg.uses_keypoints() and manifest.get("keypoint_backend") in (None, "none"):
+        raise ValueError(f"{where}: the shards have no keypoints (backend {manifest.get('keypoint_backend')!r}) "
+                         "but the model has a keypoint stream")
+    path = cfg.run_dir / "assets" / "gloss_vocab.json"
+    if not path.exists():
+        if not manifest.get("vocabulary"):
+            raise ValueError(f"{where}: the manifest names no vocabulary (preprocess the training split)")
+        with atomic_path(path) as tmp:
+            tmp.write_text(DatasetDir(where).read_text(manifest["vocabulary"]), encoding="utf-8")
+            GlossVocabulary.load(tmp)  # validate before committing
+    return GlossVocabulary.load(path), manifest
 
 
-def subsample_row(row: dict, stride: int) -> dict:
-    """Keep every `stride`-th frame (and keypoint row) of one shard row."""
-    if stride == 1:
-        return row
-    row = dict(row)
-    row["frames"] = row["frames"][::stride]
-    if row.get("keypoints") is not None and len(row["keypoints"]):
-        row["keypoints"] = np.asarray(row["keypoints"])[::stride]
-    row["num_frames"] = len(row["frames"])
-    return row
+def split_dataset(cfg: RecognitionConfig, split: str, limit: int | None):
+    from pipelines.shards import read_shards
+
+    ds = read_shards(cfg.data.shards, cfg.data.dataset, split, columns=shard_columns(cfg.uses_keypoints()))
+    return ds.limit(limit) if limit else ds
 
 
-class RecognitionCollate(NumpyBatchCollateFn):
-    """Shard rows (Ray's numpy column dict or a list of row dicts) -> VideoCollate's batch plus
-    `labels` (B, L) gloss ids padded with pad_id, `label_lengths` (B,) and `unknown_glosses`
-    (tokens not in the vocabulary, mapped to <unk>)."""
-
-    def __init__(self, config: VideoCollateConfig, *, train: bool, glosses: list[str], frame_stride: int = 1,
-                 generator: int | None = None):
-        self.video = VideoCollate(config, train=train, generator=generator)
-        self.glosses = list(glosses)
-        self.frame_stride = frame_stride
-        self._vocab: GlossVocabulary | None = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_vocab": None}
-
-    @property
-    def vocab(self) -> GlossVocabulary:
-        if self._vocab is None:
-            self._vocab = GlossVocabulary(self.glosses)
-        return self._vocab
-
-    def prepare(self, batch: Any) -> list[dict]:
-        """Ray's column dict or a list of rows -> rows with `frame_stride` applied."""
-        return [subsample_row(r, self.frame_stride) for r in _rows(batch)]
-
-    def bucketed(self, rows: list[dict], batch_size: int, order_seed: int | None = None) -> Iterator[dict]:
-        """Batches of `batch_size` from prepared `rows` (several batches' worth): each clip's
-        augmentation is drawn first, clips of similar output length are batched together (less
-        padding) and the batches come in random order, drawn from `order_seed` when given (DDP
-        workers passing the same seed step through their k-th shortest batches together)."""
-        plans = self.video.plan(rows)
-        order = sorted(range(len(rows)), key=lambda i: len(plans[i]["indices"]))
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        rng = self.video.rng if order_seed is None else np.random.default_rng(order_seed)
-        for k in rng.permutation(len(chunks)):
-            chunk = chunks[k]
-            yield self.collate_prepared([rows[i] for i in chunk], [plans[i] for i in chunk])
-
-    def __call__(self, batch: Any) -> dict[str, Any]:
-        return self.collate_prepared(self.prepare(batch))
-
-    def collate_prepared(self, rows: list[dict], plans: list[dict] | None = None) -> dict[str, Any]:
-        out = self.video(rows, plans)
-        vocab = self.vocab
-        unknown_before = sum(vocab.unknown_counts.values())
-        ids = [vocab.encode(g.split()) for g in out["glosses"]]
-        lengths = [len(x) for x in ids]
-        labels = torch.full((len(ids), max([1, *lengths])), vocab.pad_id, dtype=torch.int64)
-        for i, x in enumerate(ids):
-            labels[i, : len(x)] = torch.tensor(x, dtype=torch.int64)
-        out["labels"] = labels
-        out["label_lengths"] = torch.tensor(lengths, dtype=torch.int64)
-        out["unknown_glosses"] = sum(vocab.unknown_counts.values()) - unknown_before
-        return out
+def dev_share(dev_shard, cfg: RecognitionConfig, rank: int, world: int) -> list[dict]:
+    """This worker's rows of the dev split (every worker gets the whole split and keeps its share by name)."""
+    return [r for b in dev_shard.iter_batches(batch_format="numpy", batch_size=cfg.decode.batch_size)
+            for r in rows_of(b) if in_share(str(r["name"]), rank, world)]
 
 
-def train_batches(shard, collate: RecognitionCollate, cfg: RecognitionConfig, cache: list[dict] | None, *,
-                  replay: bool, shuffle_seed: int, order_seed: int) -> Iterator[dict]:
-    """One epoch of training batches for this worker. Rows come from the Ray Data shard (local
-    shuffle buffer), or with `replay` from `cache` in a fresh random order; otherwise a non-None
-    `cache` is filled with the epoch's rows, frames decoded (`predecode_row`). Rows are drawn
-    `data.length_buckets` batches at a time and batched by augmented length
-    (`RecognitionCollate.bucketed`; `order_seed`, the same on every worker, orders the batches)."""
-    batch_size = cfg.train.batch_size
-    group = batch_size * cfg.data.length_buckets
-
-    def row_groups() -> Iterator[list[dict]]:
-        if replay:
-            order = collate.video.rng.permutation(len(cache))
-            for i in range(0, len(order), group):
-                yield [cache[j] for j in order[i : i + group]]
-            return
-        for batch in shard.iter_batches(batch_size=group, batch_format="numpy",
-                                        local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
-                                        local_shuffle_seed=shuffle_seed if cfg.data.shuffle_buffer else None):
-            rows = collate.prepare(batch)
-            if cache is not None:
-                rows = [predecode_row(r, cfg.data.cache_size) for r in rows]
-                cache.extend(rows)
-            yield rows
-
-    for i, rows in enumerate(row_groups()):
-        yield from collate.bucketed(rows, batch_size, order_seed=order_seed * 100_003 + i)
-
-
-def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
-    """`items` produced by a background thread up to `depth` ahead (0: inline). Decoding, resizing
-    and torch ops release the GIL, so the collate overlaps the training step. A consumer that stops
-    early (an error in the step, `close()`) stops the thread too: it drops what it holds and exits
-    (waited for up to 1 s)."""
-    if depth <= 0:
-        yield from items
-        return
-    slots: queue.Queue = queue.Queue(depth)
-    end, stop = object(), threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(end)
-        except BaseException as e:  # re-raised in the consumer
-            put(e)
-
-    thread = threading.Thread(target=produce, daemon=True, name="train-batches")
-    thread.start()
-    try:
-        while (item := slots.get()) is not end:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        # bounded: a producer stuck in the data source (e.g. a streaming split waiting for a dead
-        # worker) must not hold up the consumer's error
-        thread.join(timeout=1.0)
-
-
-def in_share(name: str, rank: int, world: int) -> bool:
-    """A stable partition of an evaluation split over workers (by name, whatever the row order)."""
-    return world == 1 or zlib.crc32(name.encode("utf-8")) % world == rank
-
-
-def eval_batches(batches: Iterable[dict], collate: RecognitionCollate, batch_size: int, rank: int = 0,
-                 world: int = 1) -> Iterator[dict]:
-    """Ray numpy batches of an evaluation split -> collated batches of this worker's share."""
-    pending: list[dict] = []
-    for batch in batches:
-        pending.extend(r for r in _rows(batch) if in_share(str(r["name"]), rank, world))
-        while len(pending) >= batch_size:
-            yield collate(pending[:batch_size])
-            pending = pending[batch_size:]
-    if pending:
-        yield collate(pending)
-
-
-# ---- decoding + scoring (shared with jobs/evaluate.py) --------------------------------------------
-
-
-def decode_heads(outputs: dict, heads: list[str], beam_width: int) -> dict[str, list[list[int]]]:
-    from models.ctc import beam_search_decode, greedy_decode
-
-    result = {}
-    for head in heads:
-        lp = outputs["log_probs"][head]
-        if beam_width > 1:
-            result[head] = beam_search_decode(lp, outputs["lengths"], beam_width=beam_width)
-        else:
-            result[head] = greedy_decode(lp, outputs["lengths"])
-    return result
-
-
-def run_model(model, batch: dict, device: torch.device, uses_keypoints: bool):
-    return model(batch["frames"].to(device, non_blocking=True), batch["frame_lengths"].to(device),
-                 batch["keypoints"].to(device, non_blocking=True) if uses_keypoints else None)
-
-
-def decode_split(model, batches: Iterable[dict], heads: list[str], *, beam_width: int, device: torch.device,
-                 uses_keypoints: bool, vocab: GlossVocabulary) -> dict:
-    """Decode every head on the batches. Returns names, references (as annotated), hypotheses per
-    head (gloss lists), count of infeasible samples (label longer than the output allows),
-    unknown reference glosses, clips."""
-    from models.ctc import min_ctc_length
-
-    model.eval()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    names, refs, hyps = [], [], {h: [] for h in heads}
-    infeasible = unknown = 0
-    with torch.no_grad():
-        for batch in batches:
-            with autocast:
-                out = run_model(model, batch, device, uses_keypoints)
-            decoded = decode_heads(out, heads, beam_width)
-            for h in heads:
-                hyps[h].extend(vocab.decode(ids) for ids in decoded[h])
-            names.extend(batch["names"])
-            refs.extend(batch["glosses"])
-            infeasible += int((min_ctc_length(batch["labels"], batch["label_lengths"]) > out["lengths"].cpu()).sum())
-            unknown += int(batch["unknown_glosses"])
-    return {"names": names, "refs": refs, "hyps": hyps, "infeasible": infeasible, "unknown_glosses": unknown}
-
-
-def score_heads(refs: list[str], hyps: dict[str, list[list[str]]], corpus: str) -> dict[str, dict]:
-    """Corpus WER (sclite costs) per head after the corpus' gloss clean-up."""
-    from metrics.gloss_cleanup import cleanup_for
-    from metrics.wer import corpus_wer
-
-    clean = cleanup_for(corpus)
-    clean_refs = [clean(r) for r in refs]
-    out = {}
-    for head, hs in hyps.items():
-        res = corpus_wer(clean_refs, [clean(list(h)) for h in hs])
-        out[head] = {"wer": res.wer, "sub": res.substitutions, "del": res.deletions, "ins": res.insertions,
-                     "ref_tokens": res.ref_tokens, "sentences": res.num_sentences}
-    return out
-
-
-def choose_head(wers: dict[str, float], select: str) -> str:
-    if select != "auto":
-        return select
-    return min(wers, key=lambda h: (wers[h], h))
-
-
-STREAM_PARTS = ("backbones", "heads", "pyramids", "aux_heads")  # TwoStreamSLR's per-stream modules
-
-
-def distill_factor(step: int, warmup_steps: float) -> float:
-    """Multiplier of the KL weight at optimizer step `step` (0-based): linear from 1/warmup_steps to 1."""
-    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
-
-
-def pretrained_parameter_names(model: torch.nn.Module, pretrained: PretrainedSection) -> set[str]:
-    """Parameters that start from a checkpoint given in `pretrained` (decided by the config alone, so
-    a resumed run rebuilds the same optimizer groups): `backbones.<stream>.*` for *_s3d, and every
-    per-stream part (STREAM_PARTS) for *_stream."""
-    prefixes = []
-    for stream in ("rgb", "keypoint"):
-        if getattr(pretrained, f"{stream}_stream"):
-            prefixes += [f"{part}.{stream}." for part in STREAM_PARTS]
-        elif getattr(pretrained, f"{stream}_s3d"):
-            prefixes.append(f"backbones.{stream}.")
-    return {n for n, _ in model.named_parameters() if prefixes and n.startswith(tuple(prefixes))}
-
-
-def make_optimizer(model: torch.nn.Module, cfg: RecognitionConfig) -> torch.optim.Adam:
-    """Adam over the trainable parameters: one group at `optim.lr`, plus one at
-    `optim.lr * pretrained.lr_scale` for the pretrained streams' parameters when that scale is not 1."""
-    o = cfg.optim
-    pre = pretrained_parameter_names(model, cfg.pretrained) if cfg.pretrained.lr_scale != 1 else set()
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in named if n not in pre]}]
-    if pre:
-        groups.append({"params": [p for n, p in named if n in pre], "lr": o.lr * cfg.pretrained.lr_scale})
-    return torch.optim.Adam(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, foreach=True)
-
-
-def lr_factor(step: int, total_steps: int, optim: OptimSection) -> float:
-    """Multiplier of `optim.lr` at optimizer step `step` (0-based): linear warm-up, then cosine
-    (to `min_lr_ratio`) or constant."""
-    if step < optim.warmup_steps:
-        return (step + 1) / optim.warmup_steps
-    if optim.schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps))
-    return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-# ---- model io -------------------------------------------------------------------------------------
+# ---- model and optimizer ---------------------------------------------------------------------------
 
 
 def load_pretrained_backbones(model: torch.nn.Module, pretrained: PretrainedSection) -> dict[str, list[str]]:
@@ -511,457 +270,291 @@ def load_pretrained_backbones(model: torch.nn.Module, pretrained: PretrainedSect
 
 
 def load_pretrained_streams(model: torch.nn.Module, pretrained: PretrainedSection, glosses: list[str]) -> dict[str, list[str]]:
-    """Copy streams from Sign2Gloss checkpoints of this job (`pretrained.{rgb,keypoint}_stream`).
-
-    Per stream, the S3D (`backbones.<stream>.*`) and the head (`heads.<stream>.*`) must be in the
-    checkpoint with the model's shapes; the sign pyramid and auxiliary heads are copied when the
-    checkpoint has them too. Returns, per stream, the parts copied. The checkpoint's gloss
-    vocabulary must be `glosses` (the classifier rows are gloss ids)."""
-    from jobs.evaluate import resolve_checkpoint
+    """Copy streams from Sign2Gloss checkpoints (`pretrained.{rgb,keypoint}_stream`, a checkpoint or a
+    run directory) with models.two_stream.copy_stream; returns, per stream, the parts copied. The
+    checkpoint's gloss vocabulary must be `glosses` (the classifier rows are gloss ids)."""
+    from models.two_stream import copy_stream
 
     loaded = {}
     for stream, source in [("rgb", pretrained.rgb_stream), ("keypoint", pretrained.keypoint_stream)]:
         if source is None:
             continue
         where = f"pretrained.{stream}_stream {source}"
-        if stream not in model.backbones:
-            raise ValueError(f"{where}: the model has no {stream} stream")
         try:
-            ckpt = resolve_checkpoint(source)
-            theirs = torch.load(ckpt / "model" / "weights.pt", map_location="cpu", weights_only=True)
-            their_glosses = GlossVocabulary.load(ckpt / "gloss_vocab.json").glosses
-        except (FileNotFoundError, KeyError) as e:
+            theirs = load_sign2gloss(source)
+        except (FileNotFoundError, KeyError, ValueError) as e:
             raise ValueError(f"{where}: {e}") from e
-        if list(their_glosses) != list(glosses):
-            raise ValueError(f"{where}: its gloss vocabulary ({len(their_glosses)} glosses) differs from this run's "
-                             f"({len(glosses)}); both must be trained on the same corpus")
-        own = model.state_dict()
-        copied, update = [], {}
-        for part in STREAM_PARTS:
-            prefix = f"{part}.{stream}."
-            wanted = [k for k in own if k.startswith(prefix)]
-            present = [k for k in wanted if k in theirs]
-            if not wanted or (not present and part in ("pyramids", "aux_heads")):
-                continue
-            missing = sorted(set(wanted) - set(present)) + sorted(k for k in theirs if k.startswith(prefix) and k not in own)
-            wrong = [f"{k}: checkpoint {tuple(theirs[k].shape)} vs model {tuple(own[k].shape)}"
-                     for k in present if theirs[k].shape != own[k].shape]
-            if missing or wrong:
-                raise ValueError(f"{where} ({ckpt}): its {part}.{stream} does not fit the model (same sizes needed):"
-                                 + "".join(f"\n  missing/unexpected: {k}" for k in missing[:10])
-                                 + "".join(f"\n  shape: {w}" for w in wrong[:10]))
-            update.update({k: theirs[k] for k in wanted})
-            copied.append(part)
-        model.load_state_dict(update, strict=False)
-        loaded[stream] = copied
+        if list(theirs.vocab.glosses) != list(glosses):
+            raise ValueError(f"{where}: its gloss vocabulary ({len(theirs.vocab.glosses)} glosses) differs from this "
+                             f"run's ({len(glosses)}); both must be trained on the same corpus")
+        try:
+            loaded[stream] = copy_stream(model, theirs.model.state_dict(), stream)
+        except ValueError as e:
+            raise ValueError(f"{where} ({theirs.path}): {e}") from e
     return loaded
 
 
-def save_model(model, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(model.config.model_dump(mode="json"), indent=1))
-    torch.save(model.state_dict(), directory / "weights.pt")
+def build_model(cfg: RecognitionConfig, vocab: GlossVocabulary, *, fresh: bool, log_to: logging.Logger | None = None):
+    """TwoStreamSLR of the config's sizes (seeded); a fresh run starts its streams from `pretrained.*`."""
+    from models.two_stream import TwoStreamSLR
 
-
-def load_model(directory: Path, map_location: str | torch.device = "cpu"):
-    from models.two_stream import TwoStreamConfig, TwoStreamSLR
-
-    config = TwoStreamConfig.model_validate(json.loads((directory / "config.json").read_text()))
-    model = TwoStreamSLR(config)
-    model.load_state_dict(torch.load(directory / "weights.pt", map_location=map_location, weights_only=True))
+    torch.manual_seed(cfg.train.seed)
+    model = TwoStreamSLR(cfg.model_config_for(len(vocab)))
+    if fresh:
+        dropped = load_pretrained_backbones(model, cfg.pretrained)
+        copied = load_pretrained_streams(model, cfg.pretrained, vocab.glosses)
+        if log_to and dropped:
+            log_to.info("pretrained S3D loaded into %s (checkpoint layers beyond the model: %s)", sorted(dropped), dropped)
+        if log_to and copied:
+            log_to.info("streams initialised from SingleStream checkpoints: %s", copied)
     return model
 
 
-# ---- the Ray Train worker -------------------------------------------------------------------------
+def pretrained_parameter_names(model: torch.nn.Module, pretrained: PretrainedSection) -> set[str]:
+    """Parameters that start from a checkpoint given in `pretrained` (decided by the config alone, so
+    a resumed run rebuilds the same optimizer groups): `backbones.<stream>.*` for *_s3d, and every
+    per-stream part (STREAM_PARTS) for *_stream."""
+    from models.two_stream import STREAM_PARTS
+
+    prefixes = []
+    for stream in ("rgb", "keypoint"):
+        if getattr(pretrained, f"{stream}_stream"):
+            prefixes += [f"{part}.{stream}." for part in STREAM_PARTS]
+        elif getattr(pretrained, f"{stream}_s3d"):
+            prefixes.append(f"backbones.{stream}.")
+    return {n for n, _ in model.named_parameters() if prefixes and n.startswith(tuple(prefixes))}
 
 
-def _gather(obj: Any) -> list[Any]:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def sync_buffers_from_rank0(model: torch.nn.Module, rank: int) -> None:
-    """Copy rank 0's buffers (BatchNorm running statistics) into this rank's model."""
-    state = _gather({k: v.detach().cpu() for k, v in model.named_buffers()} if rank == 0 else None)[0]
-    with torch.no_grad():
-        for k, v in model.named_buffers():
-            v.copy_(state[k])
+def make_optimizer(model: torch.nn.Module, cfg: RecognitionConfig) -> torch.optim.Adam:
+    """Adam over the trainable parameters: one group at `optim.lr`, plus one at
+    `optim.lr * pretrained.lr_scale` for the pretrained streams' parameters when that scale is not 1."""
+    o = cfg.optim
+    pre = pretrained_parameter_names(model, cfg.pretrained) if cfg.pretrained.lr_scale != 1 else set()
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if n not in pre]}]
+    if pre:
+        groups.append({"params": [p for n, p in named if n in pre], "lr": o.lr * cfg.pretrained.lr_scale})
+    return torch.optim.Adam(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, foreach=True)
 
 
-def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+def distill_factor(step: int, warmup_steps: float) -> float:
+    """Multiplier of the KL weight at optimizer step `step` (0-based): linear from 1/warmup_steps to 1."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
 
 
-def _write_run_files(run_dir: Path, history: list[dict], heads: list[str]) -> None:
-    tmp = run_dir / "metrics.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
-    tmp.replace(run_dir / "metrics.jsonl")
-    plot_learning_curve(history, heads, run_dir / "learning_curve.png")
+# ---- the training step and epoch -------------------------------------------------------------------
 
 
-def plot_learning_curve(history: list[dict], heads: list[str], path: Path, title: str | None = None) -> None:
-    """Dev WER per head (left axis) and train loss (right axis) per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-    for head in heads:
-        ax.plot(epochs, [h[f"dev_wer_{head}"] for h in history], "o-", ms=3, label=f"dev WER {head}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("dev WER (%)")
-    ax.legend(fontsize=7, loc="upper center")
-    ax2 = ax.twinx()
-    ax2.plot(epochs, [h["train_loss"] for h in history], "s--", color="black", ms=2, label="train loss")
-    ax2.set_ylabel("train loss (CTC total)")
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+def train_step(model, ddp_model, batch: dict, optimizer: torch.optim.Optimizer, scheduler, *, device: torch.device,
+               uses_keypoints: bool, kl_weight: float, grad_clip: float) -> dict:
+    """One optimizer step on a collated batch. Returns the loss parts (floats), `infeasible`,
+    `grad_norm` (before clipping; `grad_clip` 0 only measures it) and `clipped` (0/1)."""
+    with autocast(device):
+        out = run_model(ddp_model, batch, device, uses_keypoints)
+    loss, parts = model.loss(out, batch["labels"].to(device), batch["label_lengths"].to(device), distill_weight=kl_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf))
+    optimizer.step()
+    scheduler.step()
+    result = {k: float(v) for k, v in parts.items() if k != "infeasible"}
+    return {**result, "infeasible": parts["infeasible"], "grad_norm": grad_norm, "clipped": int(0 < grad_clip < grad_norm)}
 
 
-def save_checkpoint(directory: Path, *, cfg: RecognitionConfig, model, vocab: GlossVocabulary, train_state: dict) -> None:
-    save_model(model, directory / "model")
-    vocab.save(directory / "gloss_vocab.json")
-    save_config(cfg, directory / "config.yaml")
-    torch.save(train_state, directory / "train_state.pt")
-    (directory / "metrics.json").write_text(json.dumps(train_state["history"][-1]))
+def train_epoch(model, ddp_model, batches: Iterable[dict], optimizer, scheduler, progress: train_state.Progress,
+                cfg: RecognitionConfig, device: torch.device, steps_per_epoch: int) -> dict:
+    """One epoch over `batches`; counts steps in `progress`. Returns this worker's sums: loss parts
+    (x clips), clips, infeasible, grad norms, clipped steps, batches, real and padded frames, and
+    the last KL weight."""
+    sums = {"losses": {}, "clips": 0, "infeasible": 0, "grad_norm": 0.0, "clipped": 0, "batches": 0, "frames": 0,
+            "padded_frames": 0, "kl_weight": 0.0}
+    uses_keypoints = cfg.uses_keypoints()
+    for batch in prefetched(batches, cfg.train.prefetch_batches):
+        kl = model.config.distill_weight * distill_factor(progress.step, cfg.train.distill_warmup_epochs * steps_per_epoch)
+        parts = train_step(model, ddp_model, batch, optimizer, scheduler, device=device, uses_keypoints=uses_keypoints,
+                           kl_weight=kl, grad_clip=cfg.optim.grad_clip)
+        progress.step += 1
+        n = len(batch["names"])
+        for key in ("infeasible", "grad_norm", "clipped"):
+            sums[key] += parts.pop(key)
+        for k, v in parts.items():
+            sums["losses"][k] = sums["losses"].get(k, 0.0) + v * n
+        sums["clips"] += n
+        sums["batches"] += 1
+        sums["frames"] += int(batch["frame_lengths"].sum())
+        sums["padded_frames"] += n * int(batch["frames"].shape[1])
+        sums["kl_weight"] = kl
+    return sums
+
+
+def train_metrics(per_worker: list[dict], seconds: float) -> dict:
+    """Epoch training metrics from every worker's `train_epoch` sums."""
+    clips = sum(w["clips"] for w in per_worker)
+    keys = per_worker[0]["losses"].keys()
+    losses = {k: sum(w["losses"].get(k, 0.0) for w in per_worker) / max(1, clips) for k in keys}
+    own = per_worker[0]  # gradient statistics: rank 0's steps, as every rank takes the same number
+    frames, padded = sum(w["frames"] for w in per_worker), sum(w["padded_frames"] for w in per_worker)
+    return {
+        "train_loss": losses.get("total", float("nan")),
+        **{f"train_{k}": v for k, v in losses.items() if k != "total"},
+        **({"train_kl_weight": own["kl_weight"]} if "kl" in losses else {}),  # at the epoch's last step
+        "train_grad_norm": own["grad_norm"] / max(1, own["batches"]),  # mean over the epoch's steps, before clipping
+        "train_clipped": own["clipped"] / max(1, own["batches"]),  # share of steps clipped to optim.grad_clip
+        "train_clips": clips,
+        "train_infeasible": sum(w["infeasible"] for w in per_worker),
+        "train_clips_per_s": clips / max(1e-9, seconds),
+        "train_frames_per_clip": frames / max(1, clips),
+        "train_padding": 1 - frames / max(1, padded),  # padded share of computed frames
+    }
+
+
+# ---- the dev evaluation ------------------------------------------------------------------------------
+
+
+def evaluate_dev(model, rows: list[dict], cfg: RecognitionConfig, vocab: GlossVocabulary, corpus: str,
+                 device: torch.device) -> dict:
+    """Decode this worker's dev rows with every head, gather all workers' results and score them.
+    Returns the dev metrics (WER per head, the selected head's WER and error counts)."""
+    heads = cfg.head_names()
+    collate = RecognitionCollate(cfg.data.collate, train=False, glosses=vocab.glosses, frame_stride=cfg.data.frame_stride)
+    dev = decode_split(model, eval_batches([rows], collate, cfg.decode.batch_size), heads, beam_width=cfg.decode.dev_beam_width,
+                       device=device, uses_keypoints=cfg.uses_keypoints(), vocab=vocab)
+    parts = gather(dev)
+    refs = [r for p in parts for r in p["refs"]]
+    scores = score_heads(refs, {h: [x for p in parts for x in p["hyps"][h]] for h in heads}, corpus)
+    wers = {h: scores[h]["wer"] for h in heads}
+    chosen = choose_head(wers, cfg.train.select_head)
+    return {
+        **{f"dev_wer_{h}": wers[h] for h in heads},
+        "dev_wer": wers[chosen],
+        "dev_head": chosen,
+        "dev_sub": scores[chosen]["sub"], "dev_del": scores[chosen]["del"], "dev_ins": scores[chosen]["ins"],
+        "dev_sentences": len(refs),
+        "dev_infeasible": sum(p["infeasible"] for p in parts),
+        "dev_unknown_glosses": sum(p["unknown_glosses"] for p in parts),
+        "dev_beam_width": cfg.decode.dev_beam_width,
+    }
+
+
+# ---- the Ray Train worker ------------------------------------------------------------------------------
+
+
+def log_epoch(metrics: dict, history: list[dict], run_log: RunLog) -> None:
+    """Rank 0 after an epoch: a warning for clips left out of the loss, the run logs."""
+    if metrics["train_infeasible"]:
+        log.warning("epoch %d: %d training clip(s) had more glosses than output steps (left out of the loss)",
+                    metrics["epoch"], metrics["train_infeasible"])
+    run_log.write(history)
 
 
 def train_loop_per_worker(loop_config: dict) -> dict:
     import ray.train
-    import ray.train.torch
 
-    from models.two_stream import TwoStreamSLR
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     cfg = RecognitionConfig.model_validate(loop_config["config"])
-    corpus = loop_config["corpus"]
     vocab = GlossVocabulary(loop_config["glosses"])
-    run_dir = cfg.run_dir
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world, device = worker_context()
     if cfg.train.num_threads and device.type == "cpu":
         torch.set_num_threads(cfg.train.num_threads)
-    # Every new clip length needs new oneDNN convolution kernels; the default cache (1,024) holds
-    # fewer than ~60 convolutions x 3 passes x the lengths a run sees. With the foreach Adam below:
-    # 66 -> 52 ms CPU per demo SingleStream clip (docs/PERFORMANCE.md). oneDNN reads it when it makes
-    # its first kernel, so it is set before the model runs.
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_KERNEL_CACHE))
-    uses_kp = cfg.uses_keypoints()
 
-    torch.manual_seed(cfg.train.seed)
-    model = TwoStreamSLR(cfg.model_config_for(len(vocab)))
-    if ray.train.get_checkpoint() is None:
-        dropped = load_pretrained_backbones(model, cfg.pretrained)
-        if rank == 0 and dropped:
-            log.info("pretrained S3D loaded into %s (checkpoint layers beyond the model: %s)", sorted(dropped), dropped)
-        copied = load_pretrained_streams(model, cfg.pretrained, vocab.glosses)
-        if rank == 0 and copied:
-            log.info("streams initialised from SingleStream checkpoints: %s", copied)
-    model = model.to(device)
-    heads = cfg.head_names()
+    checkpoint = ray.train.get_checkpoint()
+    model = build_model(cfg, vocab, fresh=checkpoint is None, log_to=log if rank == 0 else None).to(device)
     optimizer = make_optimizer(model, cfg)
     # streaming_split(equal=True) gives each worker floor(N / world) rows
     steps_per_epoch = max(1, math.ceil((loop_config["train_videos"] // world) / cfg.train.batch_size))
-    plan = {"total_steps": steps_per_epoch * cfg.train.epochs}
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan["total_steps"], cfg.optim))
+    budget = EpochBudget(cfg.train.epochs, cfg.train.max_minutes, steps_per_epoch)
+    o = cfg.optim
+    scheduler = make_lr_scheduler(optimizer, budget.total_steps, warmup_steps=o.warmup_steps, schedule=o.schedule,
+                                  min_lr_ratio=o.min_lr_ratio)
+    progress, _ = train_state.resume(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device,
+                                     rank=rank)
 
-    start_epoch, step, history, elapsed_before = 0, 0, [], 0.0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / "train_state.pt", map_location="cpu", weights_only=False)
-            model.load_state_dict(torch.load(Path(d) / "model" / "weights.pt", map_location=device, weights_only=True))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
-        start_epoch, step, history, elapsed_before = state["epoch"], state["step"], state["history"], state["elapsed_s"]
-        if rank == 0:
-            log.info("resuming after epoch %d (step %d, %.0f s trained)", start_epoch, step, elapsed_before)
-
-    ddp_model = (
-        ray.train.torch.prepare_model(model, move_to_device=False,
-                                      parallel_strategy_kwargs={"find_unused_parameters": cfg.train.find_unused_parameters})
-        if world > 1
-        else model
-    )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    train_shard = ray.train.get_dataset_shard("train")
-    dev_shard = ray.train.get_dataset_shard("dev")  # not split: every worker decodes its share by name
-    params = [p for p in model.parameters() if p.requires_grad]
-    dev_rows: list[dict] | None = None
-    train_cache: list[dict] | None = [] if cfg.data.cache_train else None
-    cache_complete = False
-    epochs_run = []
-    t_start = time.time()
-    for epoch in range(start_epoch, cfg.train.epochs):
-        planned = cfg.train.epochs
-        if cfg.train.max_minutes and history:
-            elapsed = elapsed_before + time.time() - t_start
-            ends = [0.0] + [h["elapsed_s"] for h in history]
-            recent = [b - a for a, b in zip(ends[:-1], ends[1:])][-3:]
-            per_epoch = sum(recent) / len(recent)
-            fit = int((cfg.train.max_minutes * 60 - elapsed) // max(per_epoch, 1e-6))
-            planned = _gather(min(cfg.train.epochs, epoch + fit))[0]  # rank 0 decides for all workers
-            if planned <= epoch:
-                if rank == 0:
-                    log.warning("stopping before epoch %d: another epoch (%.0f s) would pass max_minutes=%s",
-                                epoch + 1, per_epoch, cfg.train.max_minutes)
-                break
-        plan["total_steps"] = planned * steps_per_epoch
+    ddp_model = wrap_ddp(model, world, cfg.train.find_unused_parameters)
+    train_shard, dev_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("dev")
+    run_log = RunLog(cfg.run_dir, CurveSpec(tuple((f"dev_wer_{h}", f"dev WER {h}") for h in cfg.head_names()), "dev WER (%)",
+                                            (("train_loss", "train loss"),), "train loss (CTC total)"))
+    dev_rows, train_cache = None, [] if cfg.data.cache_train else None
+    first_epoch = progress.epoch
+    for epoch in budget.epochs(progress):
         t0 = time.time()
         ddp_model.train()
         collate = RecognitionCollate(cfg.data.collate, train=True, glosses=vocab.glosses, frame_stride=cfg.data.frame_stride,
                                      generator=hash((cfg.train.seed, epoch, rank)) % 2**32)
-        sums: dict[str, float] = {}
-        clips = infeasible = batches = clipped = 0
-        norm_sum = 0.0
-        frames_seen = frames_padded = 0
-        replay = train_cache is not None and cache_complete
+        replay = train_cache is not None and epoch > first_epoch  # the cache holds this process's first epoch
         if train_cache is not None and not replay:
             train_cache.clear()
-        batches_in = train_batches(train_shard, collate, cfg, train_cache, replay=replay,
-                                   shuffle_seed=(cfg.train.seed * 1000 + epoch) * 64 + rank,
-                                   order_seed=cfg.train.seed * 1000 + epoch)
-        for batch in prefetched(batches_in, cfg.train.prefetch_batches):
-            with autocast:
-                out = run_model(ddp_model, batch, device, uses_kp)
-            w_kl = model.config.distill_weight * distill_factor(step, cfg.train.distill_warmup_epochs * steps_per_epoch)
-            loss, parts = model.loss(out, batch["labels"].to(device), batch["label_lengths"].to(device), distill_weight=w_kl)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            # the norm before clipping; max_norm=inf only measures it
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip or math.inf))
-            norm_sum += grad_norm
-            clipped += int(0 < cfg.optim.grad_clip < grad_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            batches += 1
-            n = len(batch["names"])
-            clips += n
-            frames_seen += int(batch["frame_lengths"].sum())
-            frames_padded += n * int(batch["frames"].shape[1])
-            infeasible += parts["infeasible"]
-            for k, v in parts.items():
-                if k != "infeasible":
-                    sums[k] = sums.get(k, 0.0) + float(v) * n
-        cache_complete = train_cache is not None
+        batches = train_batches(train_shard, collate, train_cache, batch_size=cfg.train.batch_size,
+                                length_buckets=cfg.data.length_buckets, shuffle_buffer=cfg.data.shuffle_buffer,
+                                cache_size=cfg.data.cache_size, replay=replay,
+                                shuffle_seed=(cfg.train.seed * 1000 + epoch) * 64 + rank, order_seed=cfg.train.seed * 1000 + epoch)
+        sums = train_epoch(model, ddp_model, batches, optimizer, scheduler, progress, cfg, device, steps_per_epoch)
         train_s = time.time() - t0
-        gathered = _gather((sums, clips, infeasible, frames_seen, frames_padded))
-        total_clips = sum(g[1] for g in gathered)
-        train_parts = {k: sum(g[0].get(k, 0.0) for g in gathered) / max(1, total_clips) for k in sums}
 
-        # dev: every worker decodes its share (plain model, no DDP collectives), rank 0 scores all.
-        # DDP syncs BatchNorm running statistics only at the start of a forward, so after the last
-        # step each rank's differ by its own batch: evaluate with rank 0's, the ones checkpointed.
+        # dev: every worker decodes its share with the plain model and rank 0's BatchNorm buffers
         if world > 1:
-            sync_buffers_from_rank0(model, rank)
+            sync_buffers_from_rank0(model)
         t1 = time.time()
-        dev_collate = RecognitionCollate(cfg.data.collate, train=False, glosses=vocab.glosses, frame_stride=cfg.data.frame_stride)
-        if dev_rows is None:
-            rows = [r for b in dev_shard.iter_batches(batch_format="numpy", batch_size=cfg.decode.batch_size)
-                    for r in _rows(b) if in_share(str(r["name"]), rank, world)]
-            if cfg.data.cache_dev:
-                dev_rows = rows
-        else:
-            rows = dev_rows
-        dev = decode_split(model, eval_batches([rows], dev_collate, cfg.decode.batch_size),
-                           heads, beam_width=cfg.decode.dev_beam_width, device=device, uses_keypoints=uses_kp, vocab=vocab)
-        parts_all = _gather(dev)
-        refs = [r for p in parts_all for r in p["refs"]]
-        hyps = {h: [x for p in parts_all for x in p["hyps"][h]] for h in heads}
-        scores = score_heads(refs, hyps, corpus)
-        wers = {h: scores[h]["wer"] for h in heads}
-        chosen = choose_head(wers, cfg.train.select_head)
-        eval_s = time.time() - t1
-        metrics = {
-            "epoch": epoch + 1,
-            "step": step,
-            "lr": optimizer.param_groups[0]["lr"],
-            "planned_epochs": planned,
-            "train_loss": train_parts.get("total", float("nan")),
-            **{f"train_{k}": v for k, v in train_parts.items() if k != "total"},
-            **({"train_kl_weight": w_kl} if "kl" in train_parts else {}),  # at the epoch's last step
-            "train_grad_norm": norm_sum / max(1, batches),  # mean over the epoch's steps, before clipping
-            "train_clipped": clipped / max(1, batches),  # share of steps clipped to optim.grad_clip
-            "train_clips": total_clips,
-            "train_infeasible": sum(g[2] for g in gathered),
-            "train_clips_per_s": total_clips / max(1e-9, train_s),
-            "train_frames_per_clip": sum(g[3] for g in gathered) / max(1, total_clips),
-            "train_padding": 1 - sum(g[3] for g in gathered) / max(1, sum(g[4] for g in gathered)),  # padded share of computed frames
-            **{f"dev_wer_{h}": wers[h] for h in heads},
-            "dev_wer": wers[chosen],
-            "dev_head": chosen,
-            "dev_sub": scores[chosen]["sub"], "dev_del": scores[chosen]["del"], "dev_ins": scores[chosen]["ins"],
-            "dev_sentences": len(refs),
-            "dev_infeasible": sum(p["infeasible"] for p in parts_all),
-            "dev_unknown_glosses": sum(p["unknown_glosses"] for p in parts_all),
-            "dev_beam_width": cfg.decode.dev_beam_width,
-            "epoch_train_s": train_s,
-            "epoch_eval_s": eval_s,
-            "elapsed_s": elapsed_before + time.time() - t_start,
-            "wall_time": time.time(),
-        }
-        history.append(metrics)
-        epochs_run.append(epoch + 1)
-        state = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": _rng_state(),
-            "epoch": epoch + 1,
-            "step": step,
-            "history": history,
-            "elapsed_s": metrics["elapsed_s"],
-        }
+        rows = dev_rows if dev_rows is not None else dev_share(dev_shard, cfg, rank, world)
+        dev_rows = rows if cfg.data.cache_dev else None
+        dev = evaluate_dev(model, rows, cfg, vocab, loop_config["corpus"], device)
+        metrics = {"epoch": epoch + 1, "step": progress.step, "lr": optimizer.param_groups[0]["lr"], "planned_epochs": budget.planned,
+                   **train_metrics(gather(sums), train_s), **dev, "epoch_train_s": train_s, "epoch_eval_s": time.time() - t1,
+                   "elapsed_s": progress.elapsed_s(), "wall_time": time.time()}
+        progress.end_epoch(metrics)
         if rank == 0:
-            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
-            if metrics["train_infeasible"]:
-                log.warning("epoch %d: %d training clip(s) had more glosses than output steps (left out of the loss)",
-                            epoch + 1, metrics["train_infeasible"])
-            _write_run_files(run_dir, history, heads)
-            with tempfile.TemporaryDirectory(prefix="s2g_ckpt_") as tmp:
-                save_checkpoint(Path(tmp), cfg=cfg, model=model, vocab=vocab, train_state=state)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics, checkpoint=None)
-    return {"epochs_run": epochs_run}
+            log_epoch(metrics, progress.history, run_log)
+        state = train_state.capture(progress, optimizer=optimizer, scheduler=scheduler) if rank == 0 else None
+        report_epoch(metrics, rank=rank, save=lambda d: write_checkpoint(
+            d, save_model=lambda m: save_sign2gloss(m, model=model, vocab=vocab, collate=cfg.data.collate,
+                                                    frame_stride=cfg.data.frame_stride,
+                                                    keypoint_backend=loop_config["keypoint_backend"]),
+            train_state=state, run_config=cfg, metrics=metrics))
+    run_log.close()
+    return {"epochs_run": [h["epoch"] for h in progress.history if h["epoch"] > first_epoch]}
 
 
-# ---- driver ---------------------------------------------------------------------------------------
-
-
-def prepare_assets(cfg: RecognitionConfig) -> tuple[GlossVocabulary, dict]:
-    """The shards' manifest and the training vocabulary, copied into `<run_dir>/assets/` once: a
-    resumed run keeps its vocabulary even if the shards are rebuilt."""
-    from pipelines.shards import DatasetDir, dataset_uri, read_manifest
-
-    manifest = read_manifest(cfg.data.shards, cfg.data.dataset)
-    for split in (cfg.data.train_split, cfg.data.dev_split):
-        if split not in manifest["splits"]:
-            raise KeyError(f"{dataset_uri(cfg.data.shards, cfg.data.dataset)}: split {split!r} was not preprocessed")
-    if cfg.uses_keypoints() and manifest.get("keypoint_backend") in (None, "none"):
-        raise ValueError(f"{dataset_uri(cfg.data.shards, cfg.data.dataset)}: the shards have no keypoints "
-                         f"(backend {manifest.get('keypoint_backend')!r}) but the model has a keypoint stream")
-    assets = cfg.run_dir / "assets"
-    path = assets / "gloss_vocab.json"
-    if not path.exists():
-        if not manifest.get("vocabulary"):
-            raise ValueError(f"{dataset_uri(cfg.data.shards, cfg.data.dataset)}: the manifest names no vocabulary "
-                             "(preprocess the training split)")
-        directory = DatasetDir(dataset_uri(cfg.data.shards, cfg.data.dataset))
-        assets.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(directory.read_text(manifest["vocabulary"]), encoding="utf-8")
-        GlossVocabulary.load(tmp)  # validate before committing
-        tmp.replace(path)
-    return GlossVocabulary.load(path), manifest
-
-
-def ensure_ray() -> None:
-    from jobs.ray_cluster import init_ray
-
-    init_ray(job_priority=True)
-
-
-def split_dataset(cfg: RecognitionConfig, split: str, limit: int | None):
-    from pipelines.shards import read_shards
-
-    ds = read_shards(cfg.data.shards, cfg.data.dataset, split, columns=shard_columns(cfg.uses_keypoints()))
-    return ds.limit(limit) if limit else ds
+# ---- driver ---------------------------------------------------------------------------------------------
 
 
 def run(cfg: RecognitionConfig) -> dict:
-    """Train (or resume) on Ray Train and evaluate the best checkpoint on dev."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    """Train (or resume) on Ray Train and evaluate the best checkpoint on dev. Returns the summary
+    (also `<run_dir>/best_checkpoint.json`): best checkpoint, its epoch, head and dev WERs."""
+    from training.evaluation import evaluate_sign2gloss
 
     cfg = absolute_paths(cfg)
     t0 = time.time()
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, cfg.run_dir / "config.yaml")
     vocab, manifest = prepare_assets(cfg)
-    ensure_ray()
     train_videos = manifest["splits"][cfg.data.train_split]["written"]
     if cfg.data.train_limit:
         train_videos = min(train_videos, cfg.data.train_limit)
-    datasets = {"train": split_dataset(cfg, cfg.data.train_split, cfg.data.train_limit),
-                "dev": split_dataset(cfg, cfg.data.dev_split, cfg.data.dev_limit)}
-    s = cfg.scaling
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"config": cfg.model_dump(mode="json"), "glosses": vocab.glosses, "corpus": manifest["corpus"],
-                           "train_videos": train_videos},
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker={"CPU": s.cpus_per_worker}),
-        datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(
-            name=cfg.name,
-            storage_path=cfg.out_dir,
-            failure_config=FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=s.num_to_keep, checkpoint_score_attribute="dev_wer",
-                                               checkpoint_score_order="min"),
-        ),
-    )
-    result = trainer.fit()
-    if result.error:
-        raise result.error
-    best = result.get_best_checkpoint("dev_wer", "min")
-    if best is None:
-        raise RuntimeError(f"{run_dir}: training reported no checkpoint")
-    best_metrics = json.loads((Path(best.path) / "metrics.json").read_text())
-    heads = cfg.head_names()
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "best_checkpoint": best.path,
-        "best_epoch": best_metrics["epoch"],
-        "best_head": best_metrics["dev_head"],
-        "best_dev_wer": best_metrics["dev_wer"],
-        "best_dev": {h: best_metrics[f"dev_wer_{h}"] for h in heads},
-        "epochs_run": (result.return_value or {}).get("epochs_run"),
-        "train_s": time.time() - t0,
-    }
-    (run_dir / "best_checkpoint.json").write_text(json.dumps(summary, indent=1))
+    result = fit(train_loop_per_worker,
+                 {"config": cfg.model_dump(mode="json"), "glosses": vocab.glosses, "corpus": manifest["corpus"],
+                  "train_videos": train_videos, "keypoint_backend": manifest.get("keypoint_backend")},
+                 name=cfg.name, storage_path=cfg.out_dir, scaling=cfg.scaling, metric="dev_wer", mode="min",
+                 datasets={"train": split_dataset(cfg, cfg.data.train_split, cfg.data.train_limit),
+                           "dev": split_dataset(cfg, cfg.data.dev_split, cfg.data.dev_limit)},
+                 split_datasets=("train",))
+    best = result.best_metrics
+    summary: dict[str, Any] = {**result.summary(cfg.run_dir, t0), "best_head": best["dev_head"], "best_dev_wer": best["dev_wer"],
+                               "best_dev": {h: best[f"dev_wer_{h}"] for h in cfg.head_names()}}
+    write_summary(cfg.run_dir, summary)
     if cfg.final_eval:
-        from jobs.evaluate import evaluate_s2g
-
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
-        final = evaluate_s2g(Path(best.path), split=cfg.data.dev_split, out_dir=run_dir / f"eval_{cfg.data.dev_split}",
-                             limit=cfg.data.dev_limit)
-        summary["final_dev"] = final["wer"]
-        summary["final_head"] = final["head"]
-        summary["final_dev_wer"] = final["wer"][final["head"]]
-        summary["final_beam_width"] = final["beam_width"]
-    summary["wall_s"] = time.time() - t0
-    (run_dir / "best_checkpoint.json").write_text(json.dumps(summary, indent=1))
-    return summary
+        final = evaluate_sign2gloss(result.best_checkpoint, split=cfg.data.dev_split,
+                                    out_dir=cfg.run_dir / f"eval_{cfg.data.dev_split}", limit=cfg.data.dev_limit)
+        summary.update(final_dev=final["wer"], final_head=final["head"], final_dev_wer=final["wer"][final["head"]],
+                       final_beam_width=final["beam_width"])
+    return write_summary(cfg.run_dir, {**summary, "wall_s": time.time() - t0})
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = job_argument_parser(__doc__.splitlines()[0]).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = load_config(RecognitionConfig, args.config, args.overrides)
-    summary = run(cfg)
-    print(json.dumps(summary))
-    return summary
+    return recipe_main(RecognitionConfig, run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    main()

@@ -19,21 +19,17 @@ Run directory: `assets/`, `checkpoint_*/` (Ray), `metrics.jsonl` (one line per e
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import math
 import random
-import sys
-import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from jobs.config import StrictModel, job_argument_parser, load_config, save_config
-from pipelines.corpora import CorpusConfig, read_corpus
+from common.config import StrictModel, save_config
+from common.files import atomic_directory, atomic_write_json
+from pipelines.corpora import CorpusConfig
 from pipelines.text_tokenizer import SentencePieceTokenizer, TextTokenizer, load_text_tokenizer
 from pipelines.translation_data import (
     EncodingStats,
@@ -42,10 +38,18 @@ from pipelines.translation_data import (
     encode_examples,
     gloss_subword_ids,
     noise_decoder_inputs,
-    normalize_glosses,
+    read_text_samples,
     token_batches,
 )
 from pipelines.vocabulary import GlossVocabulary
+from training import state as train_state
+from training.checkpoint import save_gloss2text, write_checkpoint
+from training.cli import LOG_FORMAT, recipe_main
+from training.distributed import all_mean, autocast, gather, rank_and_world, worker_context, wrap_ddp
+from training.evaluation import decode_examples, evaluate_gloss2text, score_texts
+from training.ray_train import ScalingSection, fit, report_epoch, write_summary
+from training.run_log import CurveSpec, RunLog
+from training.schedule import EpochBudget, make_lr_scheduler
 
 log = logging.getLogger("train_translation")
 
@@ -135,14 +139,6 @@ class DecodeSection(StrictModel):
     batch_size: int = 64
 
 
-class ScalingSection(StrictModel):
-    num_workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
-    max_failures: int = 0
-    num_to_keep: int = 2  # checkpoints kept by dev BLEU-4 (the latest is always kept too)
-
-
 class TranslationConfig(StrictModel):
     name: str
     out_dir: str = "outputs/translation"
@@ -182,13 +178,9 @@ def absolute_paths(cfg: TranslationConfig) -> TranslationConfig:
 # ---- assets: tokenizer + gloss vocabulary (driver, once per run) --------------------------------
 
 
-def _load_split(cfg: TranslationConfig, split: str, limit: int | None = None):
-    samples = read_corpus(cfg.data.corpus, split)
-    samples = samples[:limit] if limit else samples
-    missing = [s.name for s in samples if not s.text]
-    if missing:
-        raise ValueError(f"{cfg.data.corpus.annotation_file(split)}: {len(missing)} sample(s) have no text, e.g. {missing[:3]}")
-    return normalize_glosses(samples, cfg.data.lowercase_glosses)
+def load_split(cfg: TranslationConfig, split: str, limit: int | None = None):
+    """A split's samples, glosses normalised as the model reads them."""
+    return read_text_samples(cfg.data.corpus, split, lowercase_glosses=cfg.data.lowercase_glosses, limit=limit)
 
 
 def _asset_spec(cfg: TranslationConfig) -> dict:
@@ -203,6 +195,8 @@ def prepare_assets(cfg: TranslationConfig) -> Path:
     """`<run_dir>/assets/` with `tokenizer/`, `gloss_vocab.json` and, for a pretrained model,
     `mbart/` (pruned). Built once; a re-run with different data/tokenizer/model settings is an
     error (use a new run name)."""
+    import json
+
     assets = cfg.run_dir / "assets"
     spec = _asset_spec(cfg)
     manifest = assets / "manifest.json"
@@ -214,111 +208,70 @@ def prepare_assets(cfg: TranslationConfig) -> Path:
                 f"({old['spec']} vs {spec}); choose another name= or delete the run directory"
             )
         return assets
-    tmp = cfg.run_dir / "assets.tmp"
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    train = _load_split(cfg, cfg.data.train_split, cfg.data.train_limit)
-    vocab = GlossVocabulary.from_training_samples(train)
-    vocab.save(tmp / "gloss_vocab.json")
-    summary: dict[str, Any] = {"train_samples": len(train), "glosses": len(vocab.glosses)}
-    if cfg.model.pretrained_dir:
-        from models.translation import prune_mbart_checkpoint
-        from pipelines.text_tokenizer import MBartTextTokenizer
-
-        if cfg.model.prune_vocabulary:
-            texts, glosses = [], []
-            for split in cfg.model.prune_splits:
-                part = train if split == cfg.data.train_split else _load_split(cfg, split)
-                texts += [s.text for s in part]
-                glosses += [g for s in part for g in s.glosses]
-            summary["pruning"] = prune_mbart_checkpoint(cfg.model.pretrained_dir, tmp / "mbart", texts=texts, glosses=glosses)
-            load_text_tokenizer(tmp / "mbart").save(tmp / "tokenizer")
+    with atomic_directory(assets) as tmp:
+        train = load_split(cfg, cfg.data.train_split, cfg.data.train_limit)
+        vocab = GlossVocabulary.from_training_samples(train)
+        vocab.save(tmp / "gloss_vocab.json")
+        summary: dict[str, Any] = {"train_samples": len(train), "glosses": len(vocab.glosses)}
+        if cfg.model.pretrained_dir:
+            summary["pruning"] = prepare_pretrained_tokenizer(cfg, train, tmp)
         else:
-            MBartTextTokenizer.from_pretrained(cfg.model.pretrained_dir).save(tmp / "tokenizer")
-    else:
-        texts = [s.text for s in train]
-        if cfg.tokenizer.include_glosses:
-            texts += [s.gloss_string for s in train]
-        tok = SentencePieceTokenizer.train(
-            texts,
-            tmp / "tokenizer",
-            vocab_size=cfg.tokenizer.vocab_size,
-            languages=sorted({cfg.data.src_lang, cfg.data.tgt_lang}),
-            model_type=cfg.tokenizer.model_type,
-            character_coverage=cfg.tokenizer.character_coverage,
-        )
-        summary["text_vocab"] = len(tok)
-    (tmp / "manifest.json").write_text(json.dumps({"spec": spec, "summary": summary}, indent=1, ensure_ascii=False))
-    tmp.replace(assets)
+            texts = [s.text for s in train] + ([s.gloss_string for s in train] if cfg.tokenizer.include_glosses else [])
+            tok = SentencePieceTokenizer.train(
+                texts, tmp / "tokenizer", vocab_size=cfg.tokenizer.vocab_size, languages=sorted({cfg.data.src_lang, cfg.data.tgt_lang}),
+                model_type=cfg.tokenizer.model_type, character_coverage=cfg.tokenizer.character_coverage,
+            )
+            summary["text_vocab"] = len(tok)
+        atomic_write_json(tmp / "manifest.json", {"spec": spec, "summary": summary})
     log.info("assets ready in %s: %s", assets, summary)
     return assets
 
 
-# ---- model construction -------------------------------------------------------------------------
+def prepare_pretrained_tokenizer(cfg: TranslationConfig, train, out: Path) -> dict | None:
+    """`out/mbart/` (the pretrained mBART pruned to the sub-words of `model.prune_splits`) and
+    `out/tokenizer/`; returns the pruning summary (None without pruning)."""
+    from models.translation import prune_mbart_checkpoint
+    from pipelines.text_tokenizer import MBartTextTokenizer
+
+    if not cfg.model.prune_vocabulary:
+        MBartTextTokenizer.from_pretrained(cfg.model.pretrained_dir).save(out / "tokenizer")
+        return None
+    texts, glosses = [], []
+    for split in cfg.model.prune_splits:
+        part = train if split == cfg.data.train_split else load_split(cfg, split)
+        texts += [s.text for s in part]
+        glosses += [g for s in part for g in s.glosses]
+    summary = prune_mbart_checkpoint(cfg.model.pretrained_dir, out / "mbart", texts=texts, glosses=glosses)
+    load_text_tokenizer(out / "mbart").save(out / "tokenizer")
+    return summary
+
+
+# ---- model and optimizer ------------------------------------------------------------------------
 
 
 def build_model(cfg: TranslationConfig, assets: Path, tokenizer: TextTokenizer, vocab: GlossVocabulary):
+    """GlossToText over a pretrained (pruned) mBART from `assets`, or a from-scratch one."""
     from models.translation import GlossToText, build_scratch_mbart
 
     m = cfg.model
+    regularisation = dict(dropout=m.dropout, attention_dropout=m.attention_dropout, activation_dropout=m.activation_dropout,
+                          encoder_layerdrop=m.encoder_layerdrop, decoder_layerdrop=m.decoder_layerdrop)
     if m.pretrained_dir:
         from transformers import MBartForConditionalGeneration
 
         source = assets / "mbart" if m.prune_vocabulary else Path(m.pretrained_dir)
-        mbart = MBartForConditionalGeneration.from_pretrained(
-            str(source),
-            local_files_only=True,
-            dropout=m.dropout,
-            attention_dropout=m.attention_dropout,
-            activation_dropout=m.activation_dropout,
-            encoder_layerdrop=m.encoder_layerdrop,
-            decoder_layerdrop=m.decoder_layerdrop,
-        )
+        mbart = MBartForConditionalGeneration.from_pretrained(str(source), local_files_only=True, **regularisation)
     else:
-        mbart = build_scratch_mbart(
-            len(tokenizer),
-            d_model=m.d_model,
-            encoder_layers=m.encoder_layers,
-            decoder_layers=m.decoder_layers,
-            attention_heads=m.attention_heads,
-            ffn_dim=m.ffn_dim,
-            dropout=m.dropout,
-            attention_dropout=m.attention_dropout,
-            activation_dropout=m.activation_dropout,
-            encoder_layerdrop=m.encoder_layerdrop,
-            decoder_layerdrop=m.decoder_layerdrop,
-            max_position_embeddings=m.max_position_embeddings,
-            scale_embedding=m.scale_embedding,
-            seed=cfg.train.seed,
-        )
-    return GlossToText(
-        mbart,
-        len(vocab),
-        src_lang_id=tokenizer.lang_id(cfg.data.src_lang),
-        tgt_lang_id=tokenizer.lang_id(cfg.data.tgt_lang),
-        gloss_subwords=gloss_subword_ids(vocab, tokenizer),
-        gloss_embedding=m.gloss_embedding,
-    )
-
-
-def lr_factor(step: int, total_steps: int, optim: OptimSection) -> float:
-    """Multiplier of `optim.lr` at optimizer step `step` (0-based): linear warm-up, then cosine
-    (to `min_lr_ratio`), inverse square root, or constant."""
-    warm = max(1, optim.warmup_steps)
-    if step < warm:
-        return (step + 1) / warm
-    if optim.schedule == "constant":
-        return 1.0
-    if optim.schedule == "inverse_sqrt":
-        return math.sqrt(warm / (step + 1))
-    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-    return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        mbart = build_scratch_mbart(len(tokenizer), d_model=m.d_model, encoder_layers=m.encoder_layers,
+                                    decoder_layers=m.decoder_layers, attention_heads=m.attention_heads, ffn_dim=m.ffn_dim,
+                                    max_position_embeddings=m.max_position_embeddings, scale_embedding=m.scale_embedding,
+                                    seed=cfg.train.seed, **regularisation)
+    return GlossToText(mbart, len(vocab), src_lang_id=tokenizer.lang_id(cfg.data.src_lang), tgt_lang_id=tokenizer.lang_id(cfg.data.tgt_lang),
+                       gloss_subwords=gloss_subword_ids(vocab, tokenizer), gloss_embedding=m.gloss_embedding)
 
 
 def make_optimizer(model: torch.nn.Module, optim: OptimSection) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only (not on biases, norms or position embeddings)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -327,364 +280,189 @@ def make_optimizer(model: torch.nn.Module, optim: OptimSection) -> torch.optim.O
     return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
 
 
-# ---- decoding + scoring (shared with jobs/evaluate.py) -------------------------------------------
+# ---- the training epoch ---------------------------------------------------------------------------
 
 
-def decode_examples(model, examples, tokenizer: TextTokenizer, *, num_beams: int, length_penalty: float, max_length: int,
-                    batch_size: int, device: torch.device) -> list[str]:
-    """Translate examples (any order; batched by source length) -> texts in input order."""
+def train_epoch(model, ddp_model, examples, cfg: TranslationConfig, epoch: int, optimizer, scheduler,
+                progress: train_state.Progress, ema, tokenizer: TextTokenizer, device: torch.device) -> tuple[float, int]:
+    """One epoch over this worker's share of the token-bucketed batches, with the configured source
+    and decoder-input noise; updates the EMA after each step. Returns (loss x tokens, tokens)."""
+    from models.translation import cpu_fast_dropout
+
+    rank, world = rank_and_world()
+    rng = random.Random(hash((cfg.train.seed, epoch, rank)))
+    batches = token_batches(examples, max_tokens=cfg.train.batch_tokens, max_sentences=cfg.train.max_sentences,
+                            shuffle=True, seed=cfg.train.seed + epoch, rank=rank, world_size=world)
+    model_params = list(model.parameters())
+    ema_params = list(ema.parameters()) if ema is not None else []
+    loss_sum, tokens = 0.0, 0
+    for idx in batches:
+        exs = [examples[i] for i in idx]
+        if cfg.data.gloss_drop_prob or cfg.data.gloss_unk_prob:
+            exs = [e.__class__(e.name, augment_glosses(e.gloss_ids, rng, drop_prob=cfg.data.gloss_drop_prob,
+                                                       unk_prob=cfg.data.gloss_unk_prob), e.target_ids, e.text) for e in exs]
+        batch = collate(exs, tgt_lang_id=model.tgt_lang_id)
+        if cfg.data.target_unk_prob > 0:
+            batch["decoder_input_ids"] = noise_decoder_inputs(batch["decoder_input_ids"], cfg.data.target_unk_prob,
+                                                              pad_id=tokenizer.pad_id, unk_id=tokenizer.unk_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device), cpu_fast_dropout(cfg.train.fast_dropout and device.type == "cpu"):
+            loss = ddp_model(batch["gloss_ids"], batch["gloss_lengths"], batch["decoder_input_ids"],
+                             labels=batch["labels"], label_smoothing=cfg.optim.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model_params, cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        progress.step += 1
+        if ema is not None:
+            d = min(cfg.train.ema_decay, (1 + progress.step) / (10 + progress.step))
+            torch._foreach_lerp_(ema_params, [p.detach() for p in model_params], 1 - d)
+        n = int(batch["labels"].ne(tokenizer.pad_id).sum())
+        loss_sum += loss.item() * n
+        tokens += n
+    return loss_sum, tokens
+
+
+# ---- the dev evaluation ---------------------------------------------------------------------------
+
+
+def evaluate_dev(model, examples, cfg: TranslationConfig, tokenizer: TextTokenizer, device: torch.device,
+                 max_length: int) -> dict:
+    """Teacher-forced dev loss (no smoothing) and decoded dev scores; each worker its share."""
+    rank, world = rank_and_world()
+    shard = examples[rank::world]
+    nll, tokens = 0.0, 0
     model.eval()
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].gloss_ids))
-    out: list[str] = [""] * len(examples)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = collate([examples[i] for i in idx], tgt_lang_id=model.tgt_lang_id)
-        ids = model.translate(
-            batch["gloss_ids"].to(device),
-            batch["gloss_lengths"].to(device),
-            num_beams=num_beams,
-            length_penalty=length_penalty,
-            max_length=max_length,
-        )
-        for i, seq in zip(idx, ids):
-            out[i] = tokenizer.decode(seq)
-    return out
-
-
-def score_texts(hyps: list[str], refs: list[str], level: str) -> dict[str, float]:
-    """BLEU-1..4 and ROUGE-L (percent) of texts brought to their scoring form."""
-    from metrics.translation import translation_scores
-    from pipelines.text_tokenizer import scoring_form
-
-    return translation_scores([scoring_form(h, level) for h in hyps], [scoring_form(r, level) for r in refs], level=level)
+    with torch.no_grad():
+        for start in range(0, len(shard), 128):
+            batch = {k: v.to(device) for k, v in collate(shard[start : start + 128], tgt_lang_id=model.tgt_lang_id).items()}
+            with autocast(device):
+                loss = model(batch["gloss_ids"], batch["gloss_lengths"], batch["decoder_input_ids"], labels=batch["labels"])
+            n = int(batch["labels"].ne(tokenizer.pad_id).sum())
+            nll += loss.item() * n
+            tokens += n
+        length_penalty = cfg.train.dev_length_penalty if cfg.train.dev_length_penalty is not None else cfg.decode.length_penalty
+        with autocast(device):
+            hyps = decode_examples(model, shard, tokenizer, num_beams=cfg.train.dev_num_beams, length_penalty=length_penalty,
+                                   max_length=max_length, batch_size=cfg.decode.batch_size, device=device)
+    dev_loss = all_mean(nll / max(1, tokens), tokens)
+    pieces = gather([(rank + world * i, h) for i, h in enumerate(hyps)])
+    all_hyps = [h for _, h in sorted(p for part in pieces for p in part)]
+    scores = score_texts(all_hyps, [e.text for e in examples], cfg.scoring_level())
+    return {"dev_loss": dev_loss, **{f"dev_{k}": v for k, v in scores.items()}}
 
 
 # ---- the Ray Train worker -----------------------------------------------------------------------
 
 
-def _gather(obj: Any) -> list[Any]:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _all_mean(value: float, weight: float) -> float:
-    parts = _gather((value * weight, weight))
-    return sum(v for v, _ in parts) / max(1e-9, sum(w for _, w in parts))
-
-
-def _rng_state() -> dict:
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
-
-
-def _write_run_files(run_dir: Path, history: list[dict]) -> None:
-    """metrics.jsonl (one line per epoch) and learning_curve.png, written atomically."""
-    tmp = run_dir / "metrics.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
-    tmp.replace(run_dir / "metrics.jsonl")
-    plot_learning_curve(history, run_dir / "learning_curve.png")
-
-
-def plot_learning_curve(history: list[dict], path: Path, title: str | None = None) -> None:
-    """Dev BLEU-4 (left axis) and train loss (right axis) per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-    ax.plot(epochs, [h["dev_bleu4"] for h in history], "o-", color="tab:blue", ms=3, label="dev BLEU-4")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("dev BLEU-4", color="tab:blue")
-    ax2 = ax.twinx()
-    ax2.plot(epochs, [h["train_loss"] for h in history], "s-", color="tab:red", ms=2, label="train loss")
-    ax2.set_ylabel("train loss (label-smoothed CE)", color="tab:red")
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def save_checkpoint(directory: Path, *, cfg: TranslationConfig, assets: Path, eval_model, train_state: dict) -> None:
-    """Checkpoint layout: `model/` (weights used for evaluation: the EMA when enabled), `tokenizer/`,
-    `gloss_vocab.json`, `config.yaml`, `train_state.pt` (raw weights, optimizer, schedule, RNG,
-    epoch, history)."""
-    import shutil
-
-    eval_model.save(directory / "model")
-    shutil.copytree(assets / "tokenizer", directory / "tokenizer")
-    shutil.copyfile(assets / "gloss_vocab.json", directory / "gloss_vocab.json")
-    save_config(cfg, directory / "config.yaml")
-    torch.save(train_state, directory / "train_state.pt")
-    (directory / "metrics.json").write_text(json.dumps(train_state["history"][-1]))
+def encode_split(cfg: TranslationConfig, split: str, limit: int | None, vocab, tokenizer, rank: int) -> list:
+    """A split's encoded examples; rank 0 warns about truncation and glosses unseen in training."""
+    stats = EncodingStats()
+    examples = encode_examples(load_split(cfg, split, limit), vocab, tokenizer, stats=stats,
+                               max_source_length=cfg.data.max_source_length, max_target_length=cfg.data.max_target_length)
+    if rank == 0 and (stats.truncated_targets or stats.truncated_sources):
+        log.warning("%s: truncated %d text(s) to %d sub-words and %d gloss sequence(s) to %d glosses", split,
+                    stats.truncated_targets, cfg.data.max_target_length, stats.truncated_sources, cfg.data.max_source_length)
+    if rank == 0 and split != cfg.data.train_split and stats.unknown_gloss_tokens:
+        log.warning("%s: %d gloss token(s) (%d types) unseen in training -> <unk>", split,
+                    stats.unknown_gloss_tokens, len(stats.unknown_glosses))
+    return examples
 
 
 def train_loop_per_worker(loop_config: dict) -> dict:
     import ray.train
-    import ray.train.torch
 
-    from models.translation import cpu_fast_dropout
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     cfg = TranslationConfig.model_validate(loop_config["config"])
     assets = Path(loop_config["assets"])
-    run_dir = cfg.run_dir
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world, device = worker_context()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    device = ray.train.torch.get_device()
-    level = cfg.scoring_level()
-
     tokenizer = load_text_tokenizer(assets / "tokenizer")
     vocab = GlossVocabulary.load(assets / "gloss_vocab.json")
-    stats = EncodingStats()
-    lengths = dict(max_source_length=cfg.data.max_source_length, max_target_length=cfg.data.max_target_length)
-    train_ex = encode_examples(_load_split(cfg, cfg.data.train_split, cfg.data.train_limit), vocab, tokenizer, stats=stats, **lengths)
-    dev_stats = EncodingStats()
-    dev_ex = encode_examples(_load_split(cfg, cfg.data.dev_split, cfg.data.dev_limit), vocab, tokenizer, stats=dev_stats, **lengths)
-    if rank == 0:
-        for split, st in (("train", stats), ("dev", dev_stats)):
-            if st.truncated_targets or st.truncated_sources:
-                log.warning("%s: truncated %d text(s) to %d sub-words and %d gloss sequence(s) to %d glosses", split,
-                            st.truncated_targets, cfg.data.max_target_length, st.truncated_sources, cfg.data.max_source_length)
-        if dev_stats.unknown_gloss_tokens:
-            log.warning("dev: %d gloss token(s) (%d types) unseen in training -> <unk>",
-                        dev_stats.unknown_gloss_tokens, len(dev_stats.unknown_glosses))
+    train_ex = encode_split(cfg, cfg.data.train_split, cfg.data.train_limit, vocab, tokenizer, rank)
+    dev_ex = encode_split(cfg, cfg.data.dev_split, cfg.data.dev_limit, vocab, tokenizer, rank)
 
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg, assets, tokenizer, vocab)
-    model.to(device)
+    model = build_model(cfg, assets, tokenizer, vocab).to(device)
     optimizer = make_optimizer(model, cfg.optim)
     steps_per_epoch = len(token_batches(train_ex, max_tokens=cfg.train.batch_tokens, max_sentences=cfg.train.max_sentences,
                                         shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world))
     # Per-epoch dev decoding stops at the longest training text (+ margin): an early model that
     # never emits </s> would otherwise run to decode.max_length (500 for Chinese) every epoch.
     dev_max_length = min(cfg.decode.max_length, max(len(e.target_ids) for e in train_ex) + 8)
-    # The schedule runs over the planned epochs: train.epochs, or, under a time budget, as many as
-    # fit (re-planned before each epoch from the measured epoch time), so the LR always anneals.
-    plan = {"total_steps": steps_per_epoch * cfg.train.epochs}
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, plan["total_steps"], cfg.optim))
-    ema = copy.deepcopy(model).eval() if cfg.train.ema_decay > 0 else None
-    if ema is not None:
-        ema.requires_grad_(False)
-
-    start_epoch, step, history, elapsed_before = 0, 0, [], 0.0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / "train_state.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        random.setstate(state["rng"]["python"])
-        torch.set_rng_state(state["rng"]["torch"])
-        start_epoch, step, history, elapsed_before = state["epoch"], state["step"], state["history"], state["elapsed_s"]
-        if rank == 0:
-            log.info("resuming after epoch %d (step %d, %.0f s trained)", start_epoch, step, elapsed_before)
+    budget = EpochBudget(cfg.train.epochs, cfg.train.max_minutes, steps_per_epoch)
+    o = cfg.optim
+    scheduler = make_lr_scheduler(optimizer, budget.total_steps, warmup_steps=o.warmup_steps, schedule=o.schedule,
+                                  min_lr_ratio=o.min_lr_ratio)
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.train.ema_decay > 0 else None
+    progress, state = train_state.resume(ray.train.get_checkpoint(), model=model, optimizer=optimizer, scheduler=scheduler,
+                                         map_location=device, rank=rank)
+    if ema is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
 
     layerdrop = cfg.model.encoder_layerdrop > 0 or cfg.model.decoder_layerdrop > 0
-    ddp_model = (
-        ray.train.torch.prepare_model(model, move_to_device=False, parallel_strategy_kwargs={"find_unused_parameters": layerdrop})
-        if world > 1
-        else model
-    )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    ema_params = list(ema.parameters()) if ema is not None else []
-    model_params = list(model.parameters())
-    epochs_run = []
-    t_start = time.time()
-    for epoch in range(start_epoch, cfg.train.epochs):
-        planned = cfg.train.epochs
-        if cfg.train.max_minutes and history:
-            elapsed = elapsed_before + time.time() - t_start
-            ends = [0.0] + [h["elapsed_s"] for h in history]
-            recent = [b - a for a, b in zip(ends[:-1], ends[1:])][-3:]
-            per_epoch = sum(recent) / len(recent)
-            fit = int((cfg.train.max_minutes * 60 - elapsed) // max(per_epoch, 1e-6))
-            planned = _gather(min(cfg.train.epochs, epoch + fit))[0]  # rank 0 decides for all workers
-            if planned <= epoch:
-                if rank == 0:
-                    log.warning("stopping before epoch %d: another epoch (%.0f s) would pass max_minutes=%s",
-                                epoch + 1, per_epoch, cfg.train.max_minutes)
-                break
-        plan["total_steps"] = planned * steps_per_epoch
+    ddp_model = wrap_ddp(model, world, find_unused_parameters=layerdrop)
+    run_log = RunLog(cfg.run_dir, CurveSpec((("dev_bleu4", "dev BLEU-4"),), "dev BLEU-4", (("train_loss", "train loss"),),
+                                            "train loss (label-smoothed CE)"))
+    text = cfg.data.model_dump(include={"lowercase_glosses", "max_source_length", "max_target_length", "src_lang", "tgt_lang"})
+    first_epoch = progress.epoch
+    for epoch in budget.epochs(progress):
         t0 = time.time()
         ddp_model.train()
-        rng = random.Random(hash((cfg.train.seed, epoch, rank)))
-        batches = token_batches(train_ex, max_tokens=cfg.train.batch_tokens, max_sentences=cfg.train.max_sentences,
-                                shuffle=True, seed=cfg.train.seed + epoch, rank=rank, world_size=world)
-        loss_sum, tokens = 0.0, 0
-        for idx in batches:
-            exs = [train_ex[i] for i in idx]
-            if cfg.data.gloss_drop_prob or cfg.data.gloss_unk_prob:
-                exs = [e.__class__(e.name, augment_glosses(e.gloss_ids, rng, drop_prob=cfg.data.gloss_drop_prob,
-                                                           unk_prob=cfg.data.gloss_unk_prob), e.target_ids, e.text) for e in exs]
-            batch = collate(exs, tgt_lang_id=model.tgt_lang_id)
-            if cfg.data.target_unk_prob > 0:
-                batch["decoder_input_ids"] = noise_decoder_inputs(batch["decoder_input_ids"], cfg.data.target_unk_prob,
-                                                                  pad_id=tokenizer.pad_id, unk_id=tokenizer.unk_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast, cpu_fast_dropout(cfg.train.fast_dropout and device.type == "cpu"):
-                loss = ddp_model(batch["gloss_ids"], batch["gloss_lengths"], batch["decoder_input_ids"],
-                                 labels=batch["labels"], label_smoothing=cfg.optim.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model_params, cfg.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            if ema is not None:
-                d = min(cfg.train.ema_decay, (1 + step) / (10 + step))
-                torch._foreach_lerp_(ema_params, [p.detach() for p in model_params], 1 - d)
-            n = int(batch["labels"].ne(tokenizer.pad_id).sum())
-            loss_sum += loss.item() * n
-            tokens += n
+        loss_sum, tokens = train_epoch(model, ddp_model, train_ex, cfg, epoch, optimizer, scheduler, progress, ema, tokenizer, device)
         train_s = time.time() - t0
-        train_loss = _all_mean(loss_sum / max(1, tokens), tokens)
-        total_tokens = sum(_gather(tokens))
-
-        # dev: teacher-forced loss (no smoothing) and decoded scores, each worker its share
+        train_loss, total_tokens = all_mean(loss_sum / max(1, tokens), tokens), sum(gather(tokens))
         eval_model = ema if ema is not None else model
-        eval_model.eval()
         t1 = time.time()
-        shard = dev_ex[rank::world]
-        dev_nll, dev_tok = 0.0, 0
-        with torch.no_grad():
-            for start in range(0, len(shard), 128):
-                batch = {k: v.to(device) for k, v in collate(shard[start : start + 128], tgt_lang_id=model.tgt_lang_id).items()}
-                with autocast:
-                    nll = eval_model(batch["gloss_ids"], batch["gloss_lengths"], batch["decoder_input_ids"], labels=batch["labels"])
-                n = int(batch["labels"].ne(tokenizer.pad_id).sum())
-                dev_nll += nll.item() * n
-                dev_tok += n
-            with autocast:
-                hyps = decode_examples(eval_model, shard, tokenizer, num_beams=cfg.train.dev_num_beams,
-                                       length_penalty=cfg.train.dev_length_penalty if cfg.train.dev_length_penalty is not None else cfg.decode.length_penalty,
-                                       max_length=dev_max_length, batch_size=cfg.decode.batch_size, device=device)
-        dev_loss = _all_mean(dev_nll / max(1, dev_tok), dev_tok)
-        pieces = _gather([(rank + world * i, h) for i, h in enumerate(hyps)])
-        all_hyps = [h for _, h in sorted(p for part in pieces for p in part)]
-        scores = score_texts(all_hyps, [e.text for e in dev_ex], level)
-        eval_s = time.time() - t1
-        metrics = {
-            "epoch": epoch + 1,
-            "step": step,
-            "lr": optimizer.param_groups[0]["lr"],
-            "planned_epochs": planned,
-            "train_loss": train_loss,
-            "dev_loss": dev_loss,
-            **{f"dev_{k}": v for k, v in scores.items()},
-            "train_tokens_per_s": total_tokens / max(1e-9, train_s),
-            "epoch_train_s": train_s,
-            "epoch_eval_s": eval_s,
-            "elapsed_s": elapsed_before + time.time() - t_start,
-            "wall_time": time.time(),
-        }
-        history.append(metrics)
-        epochs_run.append(epoch + 1)
-        state = {
-            "model": model.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": _rng_state(),
-            "epoch": epoch + 1,
-            "step": step,
-            "history": history,
-            "elapsed_s": metrics["elapsed_s"],
-        }
+        dev = evaluate_dev(eval_model, dev_ex, cfg, tokenizer, device, dev_max_length)
+        metrics = {"epoch": epoch + 1, "step": progress.step, "lr": optimizer.param_groups[0]["lr"], "planned_epochs": budget.planned,
+                   "train_loss": train_loss, **dev, "train_tokens_per_s": total_tokens / max(1e-9, train_s),
+                   "epoch_train_s": train_s, "epoch_eval_s": time.time() - t1, "elapsed_s": progress.elapsed_s(),
+                   "wall_time": time.time()}
+        progress.end_epoch(metrics)
         if rank == 0:
-            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
-            _write_run_files(run_dir, history)
-            with tempfile.TemporaryDirectory(prefix="g2t_ckpt_") as tmp:
-                save_checkpoint(Path(tmp), cfg=cfg, assets=assets, eval_model=eval_model, train_state=state)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics, checkpoint=None)
-    return {"epochs_run": epochs_run}
+            run_log.write(progress.history)
+        state = train_state.capture(progress, optimizer=optimizer, scheduler=scheduler,
+                                    model_weights=model.state_dict() if ema is not None else None,
+                                    ema=ema.state_dict() if ema is not None else None) if rank == 0 else None
+        report_epoch(metrics, rank=rank, save=lambda d: write_checkpoint(
+            d, save_model=lambda m: save_gloss2text(m, model=eval_model, tokenizer_dir=assets / "tokenizer", vocab=vocab, text=text),
+            train_state=state, run_config=cfg, metrics=metrics))
+    run_log.close()
+    return {"epochs_run": [h["epoch"] for h in progress.history if h["epoch"] > first_epoch]}
 
 
 # ---- driver -------------------------------------------------------------------------------------
 
 
 def run(cfg: TranslationConfig) -> dict:
-    """Prepare assets, train (or resume) on Ray Train, and evaluate the best checkpoint on dev."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from jobs.ray_cluster import init_ray
-
+    """Prepare assets, train (or resume) on Ray Train, and evaluate the best checkpoint on dev.
+    Returns the summary (also `<run_dir>/best_checkpoint.json`)."""
     cfg = absolute_paths(cfg)
     t0 = time.time()
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, cfg.run_dir / "config.yaml")
     assets = prepare_assets(cfg)
-    init_ray(job_priority=True)
-    s = cfg.scaling
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"config": cfg.model_dump(mode="json"), "assets": str(assets)},
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker={"CPU": s.cpus_per_worker}),
-        run_config=RunConfig(
-            name=cfg.name,
-            storage_path=cfg.out_dir,
-            failure_config=FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=s.num_to_keep, checkpoint_score_attribute="dev_bleu4", checkpoint_score_order="max"
-            ),
-        ),
-    )
-    result = trainer.fit()
-    if result.error:
-        raise result.error
-    best = result.get_best_checkpoint("dev_bleu4", "max")
-    if best is None:
-        raise RuntimeError(f"{run_dir}: training reported no checkpoint")
-    best_metrics = json.loads((Path(best.path) / "metrics.json").read_text())
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "best_checkpoint": best.path,
-        "best_epoch": best_metrics["epoch"],
-        "best_dev": {k: best_metrics[k] for k in ("dev_bleu1", "dev_bleu2", "dev_bleu3", "dev_bleu4", "dev_rouge")},
-        "epochs_run": (result.return_value or {}).get("epochs_run"),
-        "train_s": time.time() - t0,
-    }
-    (run_dir / "best_checkpoint.json").write_text(json.dumps(summary, indent=1))
+    result = fit(train_loop_per_worker, {"config": cfg.model_dump(mode="json"), "assets": str(assets)},
+                 name=cfg.name, storage_path=cfg.out_dir, scaling=cfg.scaling, metric="dev_bleu4", mode="max")
+    best = {k: result.best_metrics[k] for k in ("dev_bleu1", "dev_bleu2", "dev_bleu3", "dev_bleu4", "dev_rouge")}
+    summary: dict[str, Any] = {**result.summary(cfg.run_dir, t0), "best_dev": best}
+    write_summary(cfg.run_dir, summary)
     if cfg.final_eval:
-        from jobs.evaluate import evaluate_g2t
-
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
-        final = evaluate_g2t(Path(best.path), split=cfg.data.dev_split, out_dir=run_dir / f"eval_{cfg.data.dev_split}", limit=cfg.data.dev_limit)
-        summary["final_dev"] = final["scores"]
-        summary["final_decode"] = final["decode"]
-    summary["wall_s"] = time.time() - t0
-    (run_dir / "best_checkpoint.json").write_text(json.dumps(summary, indent=1))
-    return summary
+        final = evaluate_gloss2text(result.best_checkpoint, split=cfg.data.dev_split, out_dir=cfg.run_dir / f"eval_{cfg.data.dev_split}",
+                                    limit=cfg.data.dev_limit)
+        summary.update(final_dev=final["scores"], final_decode=final["decode"])
+    return write_summary(cfg.run_dir, {**summary, "wall_s": time.time() - t0})
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = job_argument_parser(__doc__.splitlines()[0]).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = load_config(TranslationConfig, args.config, args.overrides)
-    summary = run(cfg)
-    print(json.dumps(summary))
-    return summary
+    return recipe_main(TranslationConfig, run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    main()

@@ -32,10 +32,11 @@ from torch import nn
 from transformers import GenerationConfig, MBartConfig, MBartForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
+from common.files import atomic_directory
+
 log = logging.getLogger(__name__)
 
 GlossEmbeddingMode = Literal["table", "subwords"]
-MODEL_FILE, SPEC_FILE, MBART_CONFIG_FILE = "model.pt", "translation_model.json", "mbart_config.json"
 GLOSS_EMBEDDING_FILE = "gloss_embeddings.pt"
 
 
@@ -231,8 +232,9 @@ class GlossToText(nn.Module):
             result.append(ids)
         return result
 
-    # ---- persistence -------------------------------------------------------------------------
+    # ---- persistence (the checkpoint files are written by training/checkpoint.py) --------------
     def spec(self) -> dict:
+        """The wrapper's constructor arguments beside the mBART config, as JSON-able values."""
         return {
             "num_glosses": self.gloss_embedding.num_embeddings,
             "src_lang_id": self.src_lang_id,
@@ -241,25 +243,14 @@ class GlossToText(nn.Module):
             "gloss_subwords": self.gloss_subwords,
         }
 
-    def save(self, directory: str | Path) -> None:
-        """Weights (`model.pt`), mBART config and the wrapper's spec, into `directory`."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.to_json_file(str(directory / MBART_CONFIG_FILE))
-        (directory / SPEC_FILE).write_text(json.dumps(self.spec()))
-        torch.save(self.state_dict(), directory / MODEL_FILE)
+    def config_dict(self) -> dict:
+        """{"mbart": the MBartConfig as a dict, "wrapper": spec()}: enough to rebuild the module."""
+        return {"mbart": self.config.to_dict(), "wrapper": self.spec()}
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "GlossToText":
-        directory = Path(directory)
-        for name in (MBART_CONFIG_FILE, SPEC_FILE, MODEL_FILE):
-            if not (directory / name).exists():
-                raise FileNotFoundError(f"{directory / name}: not a GlossToText checkpoint (missing {name})")
-        config = MBartConfig.from_json_file(str(directory / MBART_CONFIG_FILE))
-        spec = json.loads((directory / SPEC_FILE).read_text())
-        model = cls(MBartForConditionalGeneration(config), **spec)
-        model.load_state_dict(torch.load(directory / MODEL_FILE, map_location=map_location, weights_only=True))
-        return model
+    def from_config_dict(cls, config: dict) -> "GlossToText":
+        """An untrained GlossToText of the shape `config_dict()` describes (load weights after)."""
+        return cls(MBartForConditionalGeneration(MBartConfig(**config["mbart"])), **config["wrapper"])
 
 
 def fast_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
@@ -366,21 +357,15 @@ def prune_mbart_checkpoint(
     full_vocab = model.config.vocab_size
     prune_mbart(model, kept)
     tok = MBartTextTokenizer(full_tok.hf, kept)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(tmp))
-    tok.save(tmp)
-    (tmp / "id_map.json").write_text(json.dumps({str(o): n for n, o in enumerate(kept)}))
     shared = model.get_input_embeddings().weight.detach()
     unique_glosses = list(dict.fromkeys(glosses))
     subwords = [tok.encode(g) for g in unique_glosses]
     weight = torch.stack([shared[ids].mean(0) if ids else shared[tok.unk_id] for ids in subwords])
-    torch.save({"glosses": unique_glosses, "subwords": subwords, "weight": weight.clone()}, tmp / GLOSS_EMBEDDING_FILE)
-    if out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
-    tmp.replace(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        tok.save(tmp)
+        (tmp / "id_map.json").write_text(json.dumps({str(o): n for n, o in enumerate(kept)}))
+        torch.save({"glosses": unique_glosses, "subwords": subwords, "weight": weight.clone()}, tmp / GLOSS_EMBEDDING_FILE)
     summary = {"full_vocab": full_vocab, "pruned_vocab": len(kept), "glosses": len(unique_glosses)}
     log.info("pruned %s -> %s: %s", src_dir, out_dir, summary)
     return summary

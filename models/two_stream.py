@@ -304,3 +304,34 @@ class TwoStreamSLR(nn.Module):
         parts["infeasible"] = int(infeasible.sum())
         parts["total"] = total.detach()
         return total, parts
+
+
+STREAM_PARTS = ("backbones", "heads", "pyramids", "aux_heads")  # TwoStreamSLR's per-stream modules
+
+
+def copy_stream(model: TwoStreamSLR, theirs: dict[str, torch.Tensor], stream: str) -> list[str]:
+    """Copy one stream (`rgb` or `keypoint`) of another model's state dict `theirs` into `model`:
+    its S3D (`backbones.<stream>.*`) and head (`heads.<stream>.*`) must be there with the model's
+    shapes; its sign pyramid and auxiliary heads are copied when `theirs` has them too. Returns
+    the parts copied; raises ValueError listing missing/unexpected keys and shape mismatches."""
+    if stream not in model.backbones:
+        raise ValueError(f"the model has no {stream} stream")
+    own = model.state_dict()
+    copied, update = [], {}
+    for part in STREAM_PARTS:
+        prefix = f"{part}.{stream}."
+        wanted = [k for k in own if k.startswith(prefix)]
+        present = [k for k in wanted if k in theirs]
+        if not wanted or (not present and part in ("pyramids", "aux_heads")):
+            continue
+        missing = sorted(set(wanted) - set(present)) + sorted(k for k in theirs if k.startswith(prefix) and k not in own)
+        wrong = [f"{k}: checkpoint {tuple(theirs[k].shape)} vs model {tuple(own[k].shape)}"
+                 for k in present if theirs[k].shape != own[k].shape]
+        if missing or wrong:
+            raise ValueError(f"its {part}.{stream} does not fit the model (same sizes needed):"
+                             + "".join(f"\n  missing/unexpected: {k}" for k in missing[:10])
+                             + "".join(f"\n  shape: {w}" for w in wrong[:10]))
+        update.update({k: theirs[k] for k in wanted})
+        copied.append(part)
+    model.load_state_dict(update, strict=False)
+    return copied

@@ -1,2 +1,2 @@
 """Everything that moves data: corpus readers, vocabularies, the synthetic corpus, video decoding,
-keypoints, Parquet shards, isolated-sign dictionaries and dataset mixing."""
+keypoints, Parquet shards, the collates and batches trainers read."""

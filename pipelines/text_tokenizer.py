@@ -19,6 +19,8 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
+from common.files import atomic_write_json
+
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "text_tokenizer.json"
@@ -250,9 +252,7 @@ def pruned_vocabulary(tokenizer: MBartTextTokenizer, texts: Iterable[str], *, ex
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, ensure_ascii=False))
-    tmp.replace(path)
+    atomic_write_json(path, payload, indent=None)
 
 
 _GERMAN_PUNCT = re.compile(r"(?<=\S)([.,!?;:])(?=\s|$)")

@@ -59,6 +59,20 @@ def normalize_glosses(samples: Sequence[Sample], lowercase: bool = True) -> list
     return [dataclasses.replace(s, glosses=tuple(g.lower() for g in s.glosses)) for s in samples]
 
 
+def read_text_samples(corpus, split: str, *, lowercase_glosses: bool = True, limit: int | None = None) -> list[Sample]:
+    """The first `limit` (None: all) samples of a corpus split (a pipelines.corpora.CorpusConfig), each
+    with a text, glosses normalised as the model reads them; a sample without text is an error
+    naming the file."""
+    from pipelines.corpora import read_corpus
+
+    samples = read_corpus(corpus, split)
+    samples = samples[:limit] if limit else samples
+    missing = [s.name for s in samples if not s.text]
+    if missing:
+        raise ValueError(f"{corpus.annotation_file(split)}: {len(missing)} sample(s) have no text, e.g. {missing[:3]}")
+    return normalize_glosses(samples, lowercase_glosses)
+
+
 def gloss_subword_ids(vocab: GlossVocabulary, tokenizer: TextTokenizer) -> list[list[int]]:
     """Per gloss id its sub-token ids in the text vocabulary; `<unk>`/`<blank>` -> [unk], pad -> []."""
     out = []

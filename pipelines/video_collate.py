@@ -31,7 +31,7 @@ import torch
 from pydantic import Field
 from ray.data.collate_fn import NumpyBatchCollateFn
 
-from jobs.config import StrictModel
+from common.config import StrictModel
 
 NUM_KEYPOINTS = 133
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)  # OpenCV >= 4.10 decodes JPEG straight to RGB
@@ -60,7 +60,8 @@ class VideoCollateConfig(StrictModel):
     cv2_threads: int | None = 1
 
 
-def _rows(batch: Any) -> list[dict]:
+def rows_of(batch: Any) -> list[dict]:
+    """Ray's numpy column dict (one array per column) or a list of row dicts -> row dicts."""
     if isinstance(batch, dict):
         n = len(batch["name"])
         return [{k: v[i] for k, v in batch.items()} for i in range(n)]
@@ -234,7 +235,7 @@ class VideoCollate(NumpyBatchCollateFn):
 
     def __call__(self, batch: Any, plans: list[dict] | None = None) -> dict[str, Any]:
         """`plans`: from `plan(rows)` (drawn here when None)."""
-        rows = _rows(batch)
+        rows = rows_of(batch)
         c = self.config
         if c.cv2_threads is not None and cv2.getNumThreads() != c.cv2_threads:
             cv2.setNumThreads(c.cv2_threads)  # process-wide

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow.fs as pafs
 from pydantic import model_validator
 
-from jobs.config import StrictModel
+from common.config import StrictModel
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from common.files import atomic_write_json
 from pipelines.records import Sample
 
 BLANK, PAD, UNK = "<blank>", "<pad>", "<unk>"
@@ -74,11 +75,7 @@ class GlossVocabulary:
 
     def save(self, path: str | Path) -> None:
         """Write JSON atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, "version": 1, "specials": list(SPECIALS), "glosses": self.glosses}, ensure_ascii=False, indent=1))
-        tmp.replace(path)
+        atomic_write_json(path, {"format": FORMAT, "version": 1, "specials": list(SPECIALS), "glosses": self.glosses})
 
     @classmethod
     def load(cls, path: str | Path) -> "GlossVocabulary":

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.config import ConfigError, StrictModel, config_hash, load_config, save_config
+from common.config import ConfigError, StrictModel, config_hash, load_config, save_config
 
 
 class Optim(StrictModel):

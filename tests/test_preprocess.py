@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.config import ConfigError
+from common.config import ConfigError
 from jobs.preprocess import PreprocessConfig, main, run
 from pipelines.shards import read_errors, read_manifest
 from video_fixtures import H, W, make_frames, make_keypoints, write_corpus, write_frame_folder, write_mp4, zip_frame_folders

@@ -16,7 +16,7 @@ def test_training_jobs_start_local_workers_with_their_malloc_and_thread_settings
 
     script = (
         "import json, os, ray\n"
-        "from jobs.ray_cluster import TRAINING_MALLOC_ENV, init_ray\n"
+        "from training.ray_cluster import TRAINING_MALLOC_ENV, init_ray\n"
         "init_ray(num_cpus=1, job_priority=True)\n"
         "keys = [*TRAINING_MALLOC_ENV, 'OMP_WAIT_POLICY', 'RAY_worker_niceness']\n"
         "env = ray.get(ray.remote(lambda: {k: os.environ.get(k) for k in keys}).remote())\n"

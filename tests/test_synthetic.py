@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jobs.config import ConfigError, load_config
+from common.config import ConfigError, load_config
 from jobs.synthesize import PARTIAL, SynthesisError, SynthesizeConfig, content_hash, main, plan_corpus, synthesize
 from pipelines.records import SPLITS
 from pipelines.synthetic.generate import CSV_COLUMNS, RecordingConditions, RenderSettings, render_video

@@ -12,20 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.config import ConfigError, load_config
-from jobs.train_recognition import (
-    OptimSection,
-    RecognitionCollate,
-    RecognitionConfig,
-    choose_head,
-    distill_factor,
-    in_share,
-    lr_factor,
-    prefetched,
-    subsample_row,
-    train_batches,
-)
+from common.config import ConfigError, load_config
+from jobs.train_recognition import RecognitionConfig, distill_factor
+from pipelines.prefetch import prefetched
+from pipelines.recognition_batches import RecognitionCollate, in_share, subsample_row, train_batches
 from pipelines.video_collate import VideoCollateConfig
+from training.checkpoint import load_sign2gloss
+from training.evaluation import choose_head
+from training.run_log import read_scalars
+from training.schedule import lr_factor, make_lr_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "recognition").glob("*.yaml"))
@@ -76,10 +71,9 @@ def test_config_errors_are_named():
 
 
 def test_lr_schedule_and_head_choice():
-    opt = OptimSection(lr=1.0, warmup_steps=4, min_lr_ratio=0.0)
-    assert [lr_factor(s, 14, opt) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert lr_factor(9, 14, opt) == pytest.approx(0.5) and lr_factor(14, 14, opt) == pytest.approx(0.0)
-    assert lr_factor(3, 10, OptimSection(schedule="constant")) == 1.0
+    assert [lr_factor(s, 14, warmup_steps=4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(9, 14, warmup_steps=4) == pytest.approx(0.5) and lr_factor(14, 14, warmup_steps=4) == pytest.approx(0.0)
+    assert lr_factor(3, 10, schedule="constant") == 1.0
     assert [distill_factor(s, 4) for s in (0, 1, 3, 9)] == [0.25, 0.5, 1.0, 1.0]  # KL warm-up over 4 steps
     assert distill_factor(0, 0) == 1.0 and distill_factor(0, 2.5) == pytest.approx(0.4)
     assert choose_head({"rgb": 30.0, "fuse": 20.0, "ensemble": 20.0}, "auto") == "ensemble"  # ties: by name
@@ -133,8 +127,9 @@ def test_train_batches_bucket_by_length_cache_and_replay():
     lengths = [4, 40, 8, 36, 12, 32, 16, 28, 20, 24]
     shard = ListShard(_varied_rows(lengths))
     collate = RecognitionCollate(cfg.data.collate, train=True, glosses=["A", "B"], generator=0)
+    kw = dict(batch_size=cfg.train.batch_size, length_buckets=cfg.data.length_buckets, cache_size=cfg.data.cache_size)
     cache: list[dict] = []
-    first = list(train_batches(shard, collate, cfg, cache, replay=False, shuffle_seed=0, order_seed=5))
+    first = list(train_batches(shard, collate, cache, **kw, replay=False, shuffle_seed=0, order_seed=5))
     assert [len(b["names"]) for b in first] == [2, 2, 2, 2, 2] and shard.passes == 1 and len(cache) == 10
     assert sorted(n for b in first for n in b["names"]) == sorted(r["name"] for r in shard.rows)
     for group in (first[:3], first[3:]):  # rows drawn 3 batches at a time: batches never overlap in length
@@ -142,7 +137,7 @@ def test_train_batches_bucket_by_length_cache_and_replay():
         assert all(hi <= lo for (_, hi), (lo, _) in zip(spans[:-1], spans[1:]))
     padded = sum(int(b["frame_lengths"].max()) * 2 for b in first)
     assert padded < 1.15 * sum(int(b["frame_lengths"].sum()) for b in first)
-    replayed = list(train_batches(shard, collate, cfg, cache, replay=True, shuffle_seed=1, order_seed=6))
+    replayed = list(train_batches(shard, collate, cache, **kw, replay=True, shuffle_seed=1, order_seed=6))
     assert shard.passes == 1 and sorted(n for b in replayed for n in b["names"]) == sorted(r["name"] for r in shard.rows)
     assert [b["names"] for b in replayed] != [b["names"] for b in first]
 
@@ -156,9 +151,9 @@ def test_train_batches_bucket_by_length_cache_and_replay():
     # two DDP workers with different clips but the same order seed step through their k-th shortest together
     other = ListShard(_varied_rows([9, 30, 11, 50, 3, 22, 17, 44, 6, 60, 25, 13], seed=1))
     a = list(train_batches(ListShard(_varied_rows(lengths + [6, 44])), RecognitionCollate(cfg.data.collate, train=True, glosses=["A"], generator=1),
-                           cfg, None, replay=False, shuffle_seed=0, order_seed=7))
+                           None, **kw, replay=False, shuffle_seed=0, order_seed=7))
     b = list(train_batches(other, RecognitionCollate(cfg.data.collate, train=True, glosses=["A"], generator=2),
-                           cfg, None, replay=False, shuffle_seed=0, order_seed=7))
+                           None, **kw, replay=False, shuffle_seed=0, order_seed=7))
     assert len(a) == len(b) == 6 and length_ranks(a) == length_ranks(b)
 
 
@@ -268,15 +263,24 @@ def test_two_workers_resume_keep_best_and_evaluate(tmp_path, shards):
     kept = {int(json.loads((p / "metrics.json").read_text())["epoch"]) for p in run_dir.glob("checkpoint_*") if p.is_dir()}
     assert 3 in kept and second["best_epoch"] in kept and len(kept) <= 3  # the latest and the 2 best by dev WER
     assert (run_dir / "learning_curve.png").stat().st_size > 1000
+    # TensorBoard: one point per epoch, the resumed run's appended to the first one's
+    assert read_scalars(run_dir / "tensorboard", "dev/wer") == [(h["epoch"], pytest.approx(h["dev_wer"])) for h in history]
 
     # the best checkpoint is an epoch with the lowest dev WER
     best = history[second["best_epoch"] - 1]
     assert best["dev_wer"] == min(h["dev_wer"] for h in history)
     assert second["best_dev_wer"] == best["dev_wer"] and second["best_head"] == best["dev_head"]
     ckpt = Path(second["best_checkpoint"])
-    assert {p.name for p in ckpt.iterdir()} >= {"model", "gloss_vocab.json", "config.yaml", "train_state.pt", "metrics.json"}
+    # the checkpoint contract: model/ usable alone (weights, config, vocabulary, input settings) + train state
+    assert {p.name for p in ckpt.iterdir()} == {"model", "config.yaml", "train_state.pt", "metrics.json"}
+    assert {p.name for p in (ckpt / "model").iterdir()} == {"weights.pt", "config.json", "gloss_vocab.json"}
+    loaded = load_sign2gloss(run_dir)  # a run directory resolves to its best checkpoint
+    assert loaded.path == ckpt and loaded.vocab.glosses == ["G0", "G1", "G2"] and loaded.uses_keypoints
+    assert loaded.collate.height == 32 and loaded.keypoint_backend == "groundtruth" and not loaded.model.training
     state = torch.load(ckpt / "train_state.pt", weights_only=False)
     assert state["epoch"] == json.loads((ckpt / "metrics.json").read_text())["epoch"] and "optimizer" in state
+    assert state["model"] is None  # the weights are model/weights.pt's, stored once
+    assert {"python", "numpy", "torch"} <= state["rng"].keys()
     assert state["optimizer"]["param_groups"][0]["foreach"] is True  # one multi-tensor Adam step, not a loop per parameter
     assert json.loads((run_dir / "best_checkpoint.json").read_text())["best_checkpoint"] == str(ckpt)
     assert second["final_beam_width"] == 3 and (run_dir / "eval_dev" / "hypotheses.tsv").exists()
@@ -307,9 +311,10 @@ def test_two_stream_starts_from_a_keypoint_single_stream_run(tmp_path):
     """The papers' recipe: a SingleStream checkpoint's stream (S3D + head) is copied into the
     TwoStream network; with zero-initialised laterals its keypoint head then gives exactly the
     SingleStream model's outputs."""
-    from jobs.train_recognition import PretrainedSection, load_model, load_pretrained_streams, save_model
+    from jobs.train_recognition import PretrainedSection, load_pretrained_streams
     from models.two_stream import TwoStreamConfig, TwoStreamSLR
     from pipelines.vocabulary import GlossVocabulary
+    from training.checkpoint import save_sign2gloss
 
     sizes = dict(num_classes=7, width=0.0625, rgb_size=32, keypoint_size=8, keypoint_parts=["hand", "pose"],
                  pyramid=False, head_hidden=16, head_ff=16, dropout=0.0)
@@ -317,8 +322,7 @@ def test_two_stream_starts_from_a_keypoint_single_stream_run(tmp_path):
     torch.manual_seed(0)
     single = TwoStreamSLR(TwoStreamConfig(streams=["keypoint"], **sizes))
     ckpt = tmp_path / "run" / "checkpoint_000003"
-    save_model(single, ckpt / "model")
-    GlossVocabulary(glosses).save(ckpt / "gloss_vocab.json")
+    save_sign2gloss(ckpt / "model", model=single, vocab=GlossVocabulary(glosses), collate=VideoCollateConfig())
     (tmp_path / "run" / "best_checkpoint.json").write_text(json.dumps({"best_checkpoint": str(ckpt)}))
 
     two = TwoStreamSLR(TwoStreamConfig(lateral_init="zero", lateral_kernel=(1, 3, 3), **sizes))
@@ -330,7 +334,7 @@ def test_two_stream_starts_from_a_keypoint_single_stream_run(tmp_path):
 
     # train mode (BatchNorm on batch statistics, no dropout): at init, eval mode leaves a tiny S3D's
     # outputs nearly insensitive to its inputs, which would make the comparison vacuous
-    single, two = load_model(ckpt / "model").train(), two.train()
+    single, two = load_sign2gloss(ckpt).model.train(), two.train()
     frames = torch.rand(2, 12, 3, 32, 32)
     keypoints = torch.rand(2, 12, 133, 3) * 32
     lengths = torch.tensor([12, 9])
@@ -376,7 +380,7 @@ def test_pretrained_streams_get_their_own_learning_rate():
     by_id = {id(p): n for n, p in model.named_parameters()}
     assert {by_id[id(p)] for p in opt.param_groups[1]["params"]} == names
     assert {by_id[id(p)] for p in opt.param_groups[0]["params"]} == all_names - names
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, 10, cfg.optim))
+    sched = make_lr_scheduler(opt, lambda: 10, warmup_steps=cfg.optim.warmup_steps)
     for _ in range(5):
         opt.step()
         sched.step()

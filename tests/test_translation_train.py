@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from _translation_helpers import write_tiny_corpus
 
-from jobs.config import ConfigError, load_config
-from jobs.train_translation import TranslationConfig, lr_factor, run
+from common.config import ConfigError, load_config
+from jobs.train_translation import TranslationConfig, run
+from training.schedule import lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "translation").glob("*.yaml"))
@@ -32,14 +33,12 @@ def test_unknown_config_key_is_named():
 
 
 def test_lr_schedules():
-    from jobs.train_translation import OptimSection
-
-    cos = OptimSection(lr=1.0, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
-    assert lr_factor(0, 110, cos) == pytest.approx(0.1) and lr_factor(9, 110, cos) == pytest.approx(1.0)
-    assert lr_factor(60, 110, cos) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
-    assert lr_factor(110, 110, cos) == pytest.approx(0.1) and lr_factor(500, 110, cos) == pytest.approx(0.1)
-    inv = OptimSection(lr=1.0, warmup_steps=100, schedule="inverse_sqrt")
-    assert lr_factor(399, 1000, inv) == pytest.approx(0.5)
+    cos = dict(warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_factor(0, 110, **cos) == pytest.approx(0.1) and lr_factor(9, 110, **cos) == pytest.approx(1.0)
+    assert lr_factor(60, 110, **cos) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
+    assert lr_factor(110, 110, **cos) == pytest.approx(0.1) and lr_factor(500, 110, **cos) == pytest.approx(0.1)
+    assert lr_factor(399, 1000, warmup_steps=100, schedule="inverse_sqrt") == pytest.approx(0.5)
+    assert lr_factor(0, 10, warmup_steps=0) == 1.0 and lr_factor(5, 10, warmup_steps=0) == pytest.approx(0.5)
 
 
 def _toy_config(tmp_path, files, **over) -> TranslationConfig:
@@ -77,6 +76,8 @@ def test_train_resume_keep_best_and_evaluate(tmp_path, ray_local, monkeypatch):
     assert second["best_epoch"] == best["epoch"]
     assert second["best_dev"]["dev_bleu4"] == pytest.approx(best["dev_bleu4"])
     assert len(list(run_dir.glob("checkpoint_*"))) <= 3
+    ckpt = Path(second["best_checkpoint"])
+    assert {p.name for p in (ckpt / "model").iterdir()} == {"weights.pt", "config.json", "gloss_vocab.json", "tokenizer"}
     assert "final_dev" in second and (run_dir / "eval_dev" / "translations.tsv").exists()
 
     # evaluation of a held-out annotation file, and of predicted glosses with an unseen gloss
@@ -133,3 +134,58 @@ def test_pretrained_mbart_is_pruned_and_fine_tuned(tmp_path, ray_local, monkeypa
     assert len(tok) == manifest["summary"]["pruning"]["pruned_vocab"] < len(full_tok)
     assert tok.decode(tok.encode("im norden regen .")) == full_tok.decode(full_tok("im norden regen .", add_special_tokens=False)["input_ids"])
     assert out["epochs_run"] == [1] and "final_dev" in out
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    """The training job killed (SIGKILL, its whole process group) after its first epochs; the same
+    command again resumes from the latest checkpoint of the contract's layout, never repeating a
+    finished epoch, and leaves a history without gaps."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from training.checkpoint import load_gloss2text
+    from training.run_log import read_scalars
+
+    files = write_tiny_corpus(tmp_path / "data")
+    run_dir = tmp_path / "runs" / "toy"
+
+    def command(epochs: int) -> list[str]:
+        return [sys.executable, "jobs/train_translation.py", "--config", "configs/translation/tiny.yaml",
+                f"out_dir={tmp_path / 'runs'}", "name=toy", f"data.corpus.files.train={files['train']}",
+                f"data.corpus.files.dev={files['dev']}", "data.train_limit=null", "data.dev_limit=null",
+                "train.batch_tokens=160", f"train.epochs={epochs}", "final_eval=false"]
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(command(40), cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and len(list(run_dir.glob("checkpoint_*/model/config.json"))) < 2:
+            assert proc.poll() is None, "the training job ended before it could be killed"
+            time.sleep(0.5)
+        assert len(list(run_dir.glob("checkpoint_*/model/config.json"))) >= 2, "no checkpoint within 240 s"
+        time.sleep(1.0)  # killed while training the next epoch (or, by chance, while reporting one)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = max(json.loads((p.parent.parent / "metrics.json").read_text())["epoch"]
+               for p in run_dir.glob("checkpoint_*/model/config.json"))
+    checkpoints = [p for p in run_dir.glob("checkpoint_*") if (p / "metrics.json").exists()]
+    latest = load_gloss2text(max(checkpoints, key=lambda p: json.loads((p / "metrics.json").read_text())["epoch"]))
+    assert latest.text["src_lang"] == "de_DE" and len(latest.vocab) > 4 and not latest.model.training
+
+    again = subprocess.run(command(done + 2), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    # resumed after the last checkpoint Ray had registered: the last one written, or the one before
+    # when the kill fell between writing a checkpoint and its registration (Ray then ignores it)
+    start = summary["epochs_run"][0]
+    assert start in (done, done + 1) and summary["epochs_run"] == list(range(start, done + 3))
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == list(range(1, done + 3))
+    steps = [h["step"] for h in history]
+    assert steps == [steps[0] * e for e in range(1, done + 3)]  # the optimizer's step count went on
+    assert [e for e, _ in read_scalars(run_dir / "tensorboard", "dev/bleu4")] == list(range(1, done + 3))

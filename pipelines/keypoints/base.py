@@ -18,7 +18,7 @@ from typing import Literal, Protocol, Sequence
 
 import numpy as np
 
-from jobs.config import StrictModel
+from common.config import StrictModel
 from pipelines.video_io import Geometry
 
 log = logging.getLogger(__name__)

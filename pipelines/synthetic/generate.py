@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from common.files import atomic_directory, atomic_write_text, atomic_write_with
 from pipelines.synthetic.motion import MotionParams, sentence_poses
 from pipelines.synthetic.primitives import SignPrimitive
 from pipelines.synthetic.signer import SignerStyle, draw_keypoints, pose_keypoints, render_frame
@@ -190,42 +189,29 @@ def write_video(spec: VideoSpec, settings: RenderSettings, out_dir: str | Path, 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
     """Write BGR frames (T, H, W, 3) as an 'mp4v' .mp4, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.mp4")
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise OSError(f"{tmp}: OpenCV cannot open an 'mp4v' video writer")
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise OSError(f"{tmp}: OpenCV cannot open an 'mp4v' video writer")
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
+
+    atomic_write_with(path, write)
 
 
 def write_frame_folder(folder: Path, frames: np.ndarray) -> None:
     """PHOENIX-style frame folder `<folder>/1/images0001.png ...`, replaced as a whole."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "1").mkdir(parents=True)
-    for i, frame in enumerate(frames, start=1):
-        cv2.imwrite(str(tmp / "1" / f"images{i:04d}.png"), frame)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    with atomic_directory(folder) as tmp:
+        (tmp / "1").mkdir()
+        for i, frame in enumerate(frames, start=1):
+            cv2.imwrite(str(tmp / "1" / f"images{i:04d}.png"), frame)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    tmp.replace(path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: np.save(tmp, array))
 
 
 def write_split_files(lang_dir: Path, code: str, split: str, results: Sequence[VideoResult]) -> None:

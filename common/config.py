@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from common.files import atomic_write_text
+
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -71,11 +73,7 @@ def config_hash(config: BaseModel, exclude: set[str] | None = None, extra: dict 
 
 def save_config(config: BaseModel, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically), so a run records exactly what it used."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    tmp.replace(path)
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
 def job_argument_parser(description: str) -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""What every recipe shares: plain functions and small classes (see docs/DEVELOPING.md)."""

@@ -1,0 +1,238 @@
+"""The one checkpoint contract of every stage, and a loader per model family.
+
+    <checkpoint>/
+      model/              the model, usable on its own
+        config.json       {"family", "format", "model": its config, ...what using it needs}
+        weights.pt        the state dict (an EMA's, where the run exports one)
+        gloss_vocab.json  the gloss vocabulary (every family has one)
+        tokenizer/        gloss2text: the SentencePiece model, or the pruned mBART's tokenizer
+                          with its id map
+      train_state.pt      optimizer, scheduler, RNGs, progress (training/state.py)
+      config.yaml         the resolved run config
+      metrics.json        the metrics of the epoch that wrote it
+
+`load_sign2gloss(path)` and `load_gloss2text(path)` return a ready model with its config and
+assets; `load_checkpoint(path)` picks the loader from `model/config.json`. A path may be a run
+directory: `resolve_checkpoint` turns it into its best checkpoint. Checkpoints of the layout
+before this contract (recognition: `gloss_vocab.json` beside `model/`; translation:
+`model/model.pt` + `translation_model.json` + `mbart_config.json`) still load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+from pydantic import BaseModel
+
+from common.config import save_config
+from common.files import atomic_write_json
+from pipelines.vocabulary import GlossVocabulary
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MODEL_DIR, CONFIG_FILE, WEIGHTS_FILE = "model", "config.json", "weights.pt"
+VOCAB_FILE, TOKENIZER_DIR = "gloss_vocab.json", "tokenizer"
+RUN_CONFIG_FILE, METRICS_FILE, BEST_FILE = "config.yaml", "metrics.json", "best_checkpoint.json"
+FAMILIES = ("sign2gloss", "gloss2text")
+
+
+class CheckpointError(ValueError):
+    """A path is not a checkpoint of the kind asked for; the message says what is there."""
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory (with `model/`), or a run directory -> its best checkpoint."""
+    path = Path(path)
+    if (path / MODEL_DIR).is_dir():
+        return path
+    best = path / BEST_FILE
+    if best.exists():
+        return Path(json.loads(best.read_text())["best_checkpoint"])
+    raise FileNotFoundError(f"{path}: neither a checkpoint (no model/) nor a run directory (no {BEST_FILE})")
+
+
+def write_checkpoint(directory: str | Path, *, save_model: Callable[[Path], None], train_state: dict,
+                     run_config: BaseModel, metrics: dict) -> None:
+    """Fill `directory` (a fresh temporary folder the caller hands to Ray) with the contract's files;
+    `save_model(model_dir)` writes `model/` (one of the `save_*` functions below)."""
+    directory = Path(directory)
+    save_model(directory / MODEL_DIR)
+    torch.save(train_state, directory / "train_state.pt")
+    save_config(run_config, directory / RUN_CONFIG_FILE)
+    atomic_write_json(directory / METRICS_FILE, metrics, indent=None)
+
+
+def model_family(path: str | Path) -> str:
+    """The family of a checkpoint (or run directory): "sign2gloss" or "gloss2text"."""
+    ckpt = resolve_checkpoint(path)
+    config = ckpt / MODEL_DIR / CONFIG_FILE
+    if config.exists():
+        return json.loads(config.read_text()).get("family", "sign2gloss")  # old recognition: a bare model config
+    if (ckpt / MODEL_DIR / "translation_model.json").exists():
+        return "gloss2text"
+    raise CheckpointError(f"{ckpt}: model/ has neither {CONFIG_FILE} nor translation_model.json; not a signbridge checkpoint")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> "Sign2GlossCheckpoint | Gloss2TextCheckpoint":
+    """Any family's checkpoint (or a run directory's best one)."""
+    family = model_family(path)
+    loaders = {"sign2gloss": load_sign2gloss, "gloss2text": load_gloss2text}
+    if family not in loaders:
+        raise CheckpointError(f"{path}: unknown model family {family!r} (known: {', '.join(FAMILIES)})")
+    return loaders[family](path, map_location)
+
+
+def _read(ckpt: Path, family: str) -> dict:
+    """`model/config.json` of a checkpoint of `family`, or {} for the old layout of that family."""
+    found = model_family(ckpt)
+    if found != family:
+        raise CheckpointError(f"{ckpt}: a {found} checkpoint, not a {family} one")
+    path = ckpt / MODEL_DIR / CONFIG_FILE
+    config = json.loads(path.read_text()) if path.exists() else {}
+    if "family" not in config:
+        log.warning("%s: checkpoint in the layout before the checkpoint contract; loading it as such "
+                    "(retrain, or re-save with training.checkpoint.save_%s, to upgrade)", ckpt, family)
+        return {}
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {config.get('format')!r}, this code reads format {FORMAT}")
+    return config
+
+
+def _run_context(ckpt: Path) -> tuple[dict, dict]:
+    """(run config as a plain dict, the epoch's metrics) of a checkpoint; {} where absent."""
+    run_config = yaml.safe_load((ckpt / RUN_CONFIG_FILE).read_text()) if (ckpt / RUN_CONFIG_FILE).exists() else {}
+    metrics = json.loads((ckpt / METRICS_FILE).read_text()) if (ckpt / METRICS_FILE).exists() else {}
+    return run_config or {}, metrics
+
+
+# ---- Sign2Gloss: TwoStreamSLR / SingleStream + gloss vocabulary + the input settings ---------------
+
+
+@dataclass
+class Sign2GlossCheckpoint:
+    """A loaded recognition checkpoint. `collate` and `frame_stride` are the input settings the
+    model was trained with (evaluation clips are made the same way); `keypoint_backend` the
+    back-end of its training shards' keypoints."""
+
+    path: Path
+    model: Any  # models.two_stream.TwoStreamSLR, in eval mode
+    vocab: GlossVocabulary
+    collate: Any  # pipelines.video_collate.VideoCollateConfig
+    frame_stride: int = 1
+    keypoint_backend: str | None = None
+    metrics: dict = field(default_factory=dict)
+    run_config: dict = field(default_factory=dict)
+
+    @property
+    def uses_keypoints(self) -> bool:
+        return "keypoint" in self.model.config.streams
+
+
+def save_sign2gloss(directory: str | Path, *, model, vocab: GlossVocabulary, collate, frame_stride: int = 1,
+                    keypoint_backend: str | None = None) -> None:
+    """Write `model/` of a recognition checkpoint (`directory` is that folder)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    vocab.save(directory / VOCAB_FILE)
+    atomic_write_json(directory / CONFIG_FILE, {
+        "family": "sign2gloss", "format": FORMAT, "model": model.config.model_dump(mode="json"),
+        "inputs": {"collate": collate.model_dump(mode="json"), "frame_stride": frame_stride, "keypoint_backend": keypoint_backend},
+    })
+
+
+def load_sign2gloss(path: str | Path, map_location: str | torch.device = "cpu") -> Sign2GlossCheckpoint:
+    """A recognition checkpoint (or a run directory's best one) -> model (eval mode), vocabulary,
+    input settings."""
+    from models.two_stream import TwoStreamConfig, TwoStreamSLR
+    from pipelines.video_collate import VideoCollateConfig
+
+    ckpt = resolve_checkpoint(path)
+    config = _read(ckpt, "sign2gloss")
+    run_config, metrics = _run_context(ckpt)
+    model_dir = ckpt / MODEL_DIR
+    if config:
+        model_config, inputs, vocab_path = config["model"], config["inputs"], model_dir / VOCAB_FILE
+    else:  # old layout: bare model config, vocabulary and input settings beside model/
+        data = run_config.get("data", {})
+        model_config = json.loads((model_dir / CONFIG_FILE).read_text())
+        inputs = {"collate": data.get("collate", {}), "frame_stride": data.get("frame_stride", 1), "keypoint_backend": None}
+        vocab_path = ckpt / VOCAB_FILE
+    model = TwoStreamSLR(TwoStreamConfig.model_validate(model_config))
+    model.load_state_dict(torch.load(model_dir / WEIGHTS_FILE, map_location=map_location, weights_only=True))
+    return Sign2GlossCheckpoint(
+        path=ckpt, model=model.eval(), vocab=GlossVocabulary.load(vocab_path),
+        collate=VideoCollateConfig.model_validate(inputs["collate"]), frame_stride=inputs["frame_stride"],
+        keypoint_backend=inputs.get("keypoint_backend"), metrics=metrics, run_config=run_config,
+    )
+
+
+# ---- Gloss2Text: GlossToText (mBART) + gloss vocabulary + text tokenizer + text settings -----------
+
+
+@dataclass
+class Gloss2TextCheckpoint:
+    """A loaded translation checkpoint. `text` holds the settings the model reads glosses and
+    writes text with: lowercase_glosses, max_source_length, max_target_length, src_lang, tgt_lang."""
+
+    path: Path
+    model: Any  # models.translation.GlossToText, in eval mode
+    tokenizer: Any  # pipelines.text_tokenizer.TextTokenizer
+    vocab: GlossVocabulary
+    text: dict
+    metrics: dict = field(default_factory=dict)
+    run_config: dict = field(default_factory=dict)
+
+
+TEXT_SETTINGS = ("lowercase_glosses", "max_source_length", "max_target_length", "src_lang", "tgt_lang")
+
+
+def save_gloss2text(directory: str | Path, *, model, tokenizer_dir: str | Path, vocab: GlossVocabulary, text: dict) -> None:
+    """Write `model/` of a translation checkpoint: weights, config, vocabulary, and a copy of the
+    tokenizer folder (SentencePiece model or pruned-mBART tokenizer with its id map)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    missing = [k for k in TEXT_SETTINGS if k not in text]
+    if missing:
+        raise ValueError(f"save_gloss2text: text settings {missing} missing")
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    vocab.save(directory / VOCAB_FILE)
+    shutil.copytree(tokenizer_dir, directory / TOKENIZER_DIR)
+    atomic_write_json(directory / CONFIG_FILE, {"family": "gloss2text", "format": FORMAT, "model": model.config_dict(),
+                                                "text": {k: text[k] for k in TEXT_SETTINGS}})
+
+
+def load_gloss2text(path: str | Path, map_location: str | torch.device = "cpu") -> Gloss2TextCheckpoint:
+    """A translation checkpoint (or a run directory's best one) -> model (eval mode), tokenizer,
+    vocabulary, text settings."""
+    from models.translation import GlossToText
+    from pipelines.text_tokenizer import load_text_tokenizer
+
+    ckpt = resolve_checkpoint(path)
+    config = _read(ckpt, "gloss2text")
+    run_config, metrics = _run_context(ckpt)
+    model_dir = ckpt / MODEL_DIR
+    if config:
+        model_config, text, assets, weights = config["model"], config["text"], model_dir, model_dir / WEIGHTS_FILE
+    else:  # old layout: mBART config + wrapper spec in model/, tokenizer and vocabulary beside it
+        model_config = {"mbart": json.loads((model_dir / "mbart_config.json").read_text()),
+                        "wrapper": json.loads((model_dir / "translation_model.json").read_text())}
+        data = run_config.get("data", {})
+        text = {"lowercase_glosses": data.get("lowercase_glosses", True), "max_source_length": data.get("max_source_length", 128),
+                "max_target_length": data.get("max_target_length", 128), "src_lang": data.get("src_lang", "de_DE"),
+                "tgt_lang": data.get("tgt_lang", "de_DE")}
+        assets, weights = ckpt, model_dir / "model.pt"
+    model = GlossToText.from_config_dict(model_config)
+    model.load_state_dict(torch.load(weights, map_location=map_location, weights_only=True))
+    return Gloss2TextCheckpoint(
+        path=ckpt, model=model.eval(), tokenizer=load_text_tokenizer(assets / TOKENIZER_DIR),
+        vocab=GlossVocabulary.load(assets / VOCAB_FILE), text=text, metrics=metrics, run_config=run_config,
+    )
