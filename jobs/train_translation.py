@@ -461,7 +461,8 @@ def run(cfg: TranslationConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return recipe_main(TranslationConfig, run, __doc__.splitlines()[0], argv)
+    return recipe_main(TranslationConfig, run, __doc__.splitlines()[0], argv,
+                       report=("best_epoch", "best_dev.dev_bleu4", "final_dev.bleu4", "final_dev.rouge", "wall_s"))
 
 
 if __name__ == "__main__":

@@ -94,3 +94,61 @@ def test_distributed_helpers_without_a_process_group():
     assert wrap_ddp(model, 1) is model
     with autocast(torch.device("cpu")):
         assert model(torch.ones(1, 2)).dtype == torch.float32  # CPU trains in float32
+
+
+def test_seeds_run_the_recipe_once_per_seed_and_report_mean_and_spread(tmp_path):
+    from pydantic import BaseModel
+
+    from training.seeds import flatten_numbers, run_seeds
+
+    class Train(BaseModel):
+        seed: int = 0
+
+    class Cfg(BaseModel):
+        name: str = "demo"
+        out_dir: str = str(tmp_path)
+        train: Train = Train()
+
+    seen = []
+
+    def run(cfg: Cfg) -> dict:
+        seen.append((cfg.name, cfg.train.seed))
+        return {"best_dev_wer": {0: 2.0, 1: 4.0, 2: 9.0}[cfg.train.seed], "best_dev": {"rgb": 1.0 * cfg.train.seed},
+                "best_head": "rgb", "ok": True}
+
+    cfg = Cfg()
+    result = run_seeds(run, cfg, [0, 1, 2], report=("best_dev_wer",))
+    assert seen == [("demo_seed0", 0), ("demo_seed1", 1), ("demo_seed2", 2)] and cfg.train.seed == 0  # the config is not changed
+    agg = result["aggregate"]
+    assert agg["best_dev_wer"] == {"mean": 5.0, "std": pytest.approx(3.6056, abs=1e-4), "min": 2.0, "max": 9.0}
+    assert agg["best_dev.rgb"]["mean"] == 1.0 and "best_head" not in agg and "ok" not in agg
+    assert json.loads((tmp_path / "demo_seeds.json").read_text())["aggregate"] == agg
+    assert (tmp_path / "demo_seeds.md").read_text().splitlines()[-1] == "| best_dev_wer | 5 | 3.61 | 2 | 9 |"
+    assert flatten_numbers({"a": 1, "b": {"c": float("nan"), "d": 2}}) == {"a": 1.0, "b.d": 2.0}
+    with pytest.raises(ValueError, match="distinct"):
+        run_seeds(run, cfg, [1, 1])
+
+    from training.cli import recipe_main
+
+    (tmp_path / "c.yaml").write_text(f"name: cli\nout_dir: {tmp_path}\n")
+    seen.clear()
+    out = recipe_main(Cfg, run, "test", ["--config", str(tmp_path / "c.yaml"), "train.seed=5", "--seeds", "1", "2"])
+    assert seen == [("cli_seed1", 1), ("cli_seed2", 2)] and out["aggregate"]["best_dev_wer"]["mean"] == 6.5
+    assert recipe_main(Cfg, run, "test", ["--config", str(tmp_path / "c.yaml"), "train.seed=2"])["best_dev_wer"] == 9.0
+
+
+def test_fit_makes_the_datasets_once_ray_is_up(monkeypatch):
+    """Ray Datasets made before `init_ray` would start a default Ray instance of their own (niced
+    workers, none of the training settings): `fit` makes them after starting or joining Ray."""
+    from training.ray_train import ScalingSection, fit
+
+    calls = []
+    monkeypatch.setattr("training.ray_cluster.init_ray", lambda **kw: calls.append(("init", kw)))
+
+    def datasets():
+        calls.append("datasets")
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        fit(lambda c: None, {}, name="x", storage_path="/tmp", scaling=ScalingSection(), metric="m", mode="min", datasets=datasets)
+    assert calls == [("init", {"job_priority": True}), "datasets"]

@@ -15,10 +15,22 @@ C = TypeVar("C", bound=BaseModel)
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
-def recipe_main(schema: type[C], run: Callable[[C], dict], description: str, argv: Sequence[str] | None = None) -> dict:
-    """Parse `--config` and overrides, validate them against `schema`, run, print the summary."""
-    args = job_argument_parser(description).parse_args(argv)
+def recipe_main(schema: type[C], run: Callable[[C], dict], description: str, argv: Sequence[str] | None = None,
+                report: tuple[str, ...] = ()) -> dict:
+    """Parse `--config` and overrides, validate them against `schema`, run, print the summary. With
+    `--seeds 0 1 2` the recipe runs once per seed and the summary is their mean and spread
+    (training/seeds.py; `report` names the values its Markdown table shows)."""
+    parser = job_argument_parser(description)
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="run once per seed (train.seed; runs named <name>_seed<k>) and report mean and spread")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    summary = run(load_config(schema, args.config, args.overrides))
+    cfg = load_config(schema, args.config, args.overrides)
+    if args.seeds:
+        from training.seeds import run_seeds
+
+        summary = run_seeds(run, cfg, args.seeds, report)
+    else:
+        summary = run(cfg)
     print(json.dumps(summary, ensure_ascii=False))
     return summary

@@ -47,11 +47,12 @@ class FitResult:
 
 
 def fit(train_loop: Callable[[dict], Any], loop_config: dict, *, name: str, storage_path: str, scaling: ScalingSection,
-        metric: str, mode: Literal["min", "max"], datasets: dict | None = None,
+        metric: str, mode: Literal["min", "max"], datasets: Callable[[], dict] | None = None,
         split_datasets: tuple[str, ...] = ()) -> FitResult:
     """Run `train_loop(loop_config)` on `scaling.num_workers` Ray Train workers (starting or joining
-    Ray first), keeping checkpoints by `metric` (`mode`). `split_datasets` are sharded across
-    workers; the other `datasets` are given whole to each."""
+    Ray first), keeping checkpoints by `metric` (`mode`). `datasets()` makes the Ray Datasets once
+    Ray is up (made before, they would start a Ray of their own, without the training settings of
+    `init_ray`); `split_datasets` are sharded across workers, the others given whole to each."""
     import json
 
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -60,6 +61,7 @@ def fit(train_loop: Callable[[dict], Any], loop_config: dict, *, name: str, stor
     from training.ray_cluster import init_ray
 
     init_ray(job_priority=True)
+    datasets = datasets() if datasets is not None else None
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
