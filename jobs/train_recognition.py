@@ -9,10 +9,17 @@ splits as Ray Datasets. Each worker streams its share of the training split thro
 `VideoCollate(train=True)` (the papers' augmentation; clips drawn `data.length_buckets` batches
 at a time are batched by length, so less padding is computed; with `data.cache_train` the rows of
 the first epoch stay in memory with decoded frames and later epochs replay them) and trains with
-Adam (betas 0.9, 0.998, weight decay 1e-3), a cosine schedule (optional warm-up), gradient
-clipping, bf16 autocast on CUDA only, DDP when there is more than one worker. Samples whose gloss
-sequence cannot fit the model's output length are left out of the CTC loss and counted
-(`train_infeasible` per epoch).
+Adam (betas 0.9, 0.998, weight decay 1e-3), a cosine schedule (optional warm-up) over optimizer
+steps or, `optim.schedule_unit: epoch`, changed once per epoch as the public code's, gradient
+clipping (`optim.grad_clip`, 0: off), bf16 autocast on CUDA only, DDP when there is more than one
+worker. With `train.clips_per_step` the gradients of several batches are accumulated into one
+optimizer step (clips_per_step = batch_size x workers x batches per step): the same update as one
+batch of all of them. Samples whose gloss sequence cannot fit the model's output length are left
+out of the CTC loss and counted (`train_infeasible` per epoch).
+
+The papers' two-stage recipe in one command: with `stream_pretraining.streams`, `run` first trains
+each of those streams alone (run `<name>_<stream>`), then this TwoStream network starting from them
+(`pretrained.<stream>_stream`); a stage that already finished with the same config is reused.
 
 Every epoch dev is decoded (greedy by default, `decode.dev_beam_width`) for every head (rgb,
 keypoint, fuse, ensemble, as the model has them), the WER of each is reported with a checkpoint
@@ -32,12 +39,14 @@ Checkpoint layout: `model/` (`weights.pt`, `config.json`: the TwoStreamConfig), 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -96,9 +105,15 @@ class OptimSection(StrictModel):
     eps: float = 1e-8
     weight_decay: float = 1e-3  # Adam's L2 term, as the papers' code
     schedule: Literal["cosine", "constant"] = "cosine"
+    # "step": the schedule advances every optimizer step; "epoch": once per epoch (the public code's
+    # CosineAnnealingLR(T_max=epochs)), warmup_steps then counting epochs
+    schedule_unit: Literal["step", "epoch"] = "step"
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
-    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    # max gradient norm; 0 = off (the public code does not clip). The CTC losses are summed per clip,
+    # so gradient norms run in the hundreds: clipped to 1, the gradient shrinks a hundredfold while
+    # the weight-decay term (in the gradient, Adam's L2) does not, and decay dominates the update.
+    grad_clip: float = 1.0
 
 
 class PretrainedSection(StrictModel):
@@ -127,6 +142,9 @@ class PretrainedSection(StrictModel):
 class TrainSection(StrictModel):
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(2, ge=1)  # clips per batch and worker
+    # clips per optimizer step over all workers (the papers: 8); a multiple of batch_size x
+    # scaling.num_workers, the batches between steps accumulating their gradients. None: one batch per step
+    clips_per_step: int | None = Field(None, ge=1)
     seed: int = 0
     num_threads: int | None = 1  # torch intra-op threads per CPU worker (1: see docs/PERFORMANCE.md); None: torch's default
     max_minutes: float | None = None  # time budget of the training loop (see module docstring)
@@ -145,6 +163,16 @@ class DecodeSection(StrictModel):
     batch_size: int = Field(4, ge=1)
 
 
+class StreamPretrainingSection(StrictModel):
+    """The papers' first stage: each listed stream trained alone on the corpus before the TwoStream
+    network starts from it. Each stage is this config with `model.streams=[<stream>]`, the other
+    stream's `pretrained` entries and `train.select_head` cleared, `pretrained.lr_scale` 1, run name
+    `<name>_<stream>`, then `overrides` (key=value, e.g. train.epochs=30)."""
+
+    streams: list[Literal["rgb", "keypoint"]] = []  # empty: one stage, this network alone
+    overrides: list[str] = []
+
+
 class RecognitionConfig(StrictModel):
     name: str
     out_dir: str = "outputs/recognition"
@@ -155,6 +183,7 @@ class RecognitionConfig(StrictModel):
     train: TrainSection = TrainSection()
     decode: DecodeSection = DecodeSection()
     scaling: ScalingSection = ScalingSection()
+    stream_pretraining: StreamPretrainingSection = StreamPretrainingSection()
     final_eval: bool = True  # decode dev with the best checkpoint and `decode.beam_width` at the end
 
     @field_validator("model")
@@ -175,7 +204,23 @@ class RecognitionConfig(StrictModel):
         for stream in ("rgb", "keypoint"):
             if getattr(self.pretrained, f"{stream}_s3d") and getattr(self.pretrained, f"{stream}_stream"):
                 raise ValueError(f"pretrained: set {stream}_s3d or {stream}_stream, not both")
+        per_step = self.train.batch_size * self.scaling.num_workers
+        if self.train.clips_per_step is not None and self.train.clips_per_step % per_step:
+            raise ValueError(f"train.clips_per_step {self.train.clips_per_step} is not a multiple of train.batch_size x "
+                             f"scaling.num_workers = {per_step}")
+        stages = self.stream_pretraining.streams
+        streams = self.model_config_for(3).streams
+        if stages and (len(streams) != 2 or len(set(stages)) != len(stages)):
+            raise ValueError(f"stream_pretraining.streams {stages}: needs a two-stream model and each stream once")
+        for stream in stages:
+            if getattr(self.pretrained, f"{stream}_stream"):
+                raise ValueError(f"stream_pretraining trains the {stream} stream: leave pretrained.{stream}_stream unset")
         return self
+
+    def accumulation(self) -> int:
+        """Batches per optimizer step on each worker."""
+        per_step = self.train.batch_size * self.scaling.num_workers
+        return 1 if self.train.clips_per_step is None else self.train.clips_per_step // per_step
 
     def model_config_for(self, num_classes: int):
         from models.two_stream import TwoStreamConfig
@@ -337,6 +382,15 @@ def make_optimizer(model: torch.nn.Module, cfg: RecognitionConfig) -> torch.opti
     return torch.optim.Adam(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, foreach=True)
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RecognitionConfig, budget: EpochBudget):
+    """The learning-rate schedule over the run's optimizer steps as `budget` plans them, or
+    (`optim.schedule_unit: epoch`) over its epochs: stepped once per epoch, as the public code's
+    CosineAnnealingLR, so epoch e (0-based) of E trains at lr x (1 + cos(pi e / E)) / 2."""
+    o = cfg.optim
+    total = (lambda: budget.planned) if o.schedule_unit == "epoch" else budget.total_steps
+    return make_lr_scheduler(optimizer, total, warmup_steps=o.warmup_steps, schedule=o.schedule, min_lr_ratio=o.min_lr_ratio)
+
+
 def distill_factor(step: int, warmup_steps: float) -> float:
     """Multiplier of the KL weight at optimizer step `step` (0-based): linear from 1/warmup_steps to 1."""
     return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
@@ -345,39 +399,93 @@ def distill_factor(step: int, warmup_steps: float) -> float:
 # ---- the training step and epoch -------------------------------------------------------------------
 
 
+def forward_backward(model, ddp_model, batch: dict, *, device: torch.device, uses_keypoints: bool, kl_weight: float,
+                     loss_scale: float | None = None) -> dict:
+    """Forward and backward of a collated batch, its gradients added to the parameters'; the loss (a
+    mean over the batch's clips) times `loss_scale` when given. With `model.config.heatmap_sigma_follows_crop`
+    the batch's `crop_zoom` goes to the model. Returns the loss parts (floats) and `infeasible`."""
+    with autocast(device):
+        if model.config.heatmap_sigma_follows_crop and "crop_zoom" in batch:
+            out = ddp_model(batch["frames"].to(device, non_blocking=True), batch["frame_lengths"].to(device),
+                            batch["keypoints"].to(device, non_blocking=True) if uses_keypoints else None,
+                            crop_zoom=batch["crop_zoom"].to(device))
+        else:
+            out = run_model(ddp_model, batch, device, uses_keypoints)
+    loss, parts = model.loss(out, batch["labels"].to(device), batch["label_lengths"].to(device), distill_weight=kl_weight)
+    (loss if loss_scale is None else loss * loss_scale).backward()
+    return {**{k: float(v) for k, v in parts.items() if k != "infeasible"}, "infeasible": parts["infeasible"]}
+
+
+def optimizer_step(model, optimizer: torch.optim.Optimizer, scheduler, *, grad_clip: float,
+                   grad_divisor: float | None = None) -> dict:
+    """Gradients divided by `grad_divisor` (when given), clipped to norm `grad_clip` (0: off),
+    the optimizer's step and the scheduler's (None: the scheduler steps elsewhere). Returns
+    `grad_norm` (before clipping; 0 only measures it) and `clipped` (0/1)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if grad_divisor is not None:
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(grad_divisor)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf))
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return {"grad_norm": grad_norm, "clipped": int(0 < grad_clip < grad_norm)}
+
+
 def train_step(model, ddp_model, batch: dict, optimizer: torch.optim.Optimizer, scheduler, *, device: torch.device,
                uses_keypoints: bool, kl_weight: float, grad_clip: float) -> dict:
     """One optimizer step on a collated batch. Returns the loss parts (floats), `infeasible`,
     `grad_norm` (before clipping; `grad_clip` 0 only measures it) and `clipped` (0/1)."""
-    with autocast(device):
-        out = run_model(ddp_model, batch, device, uses_keypoints)
-    loss, parts = model.loss(out, batch["labels"].to(device), batch["label_lengths"].to(device), distill_weight=kl_weight)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for p in model.parameters() if p.requires_grad]
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf))
-    optimizer.step()
-    scheduler.step()
-    result = {k: float(v) for k, v in parts.items() if k != "infeasible"}
-    return {**result, "infeasible": parts["infeasible"], "grad_norm": grad_norm, "clipped": int(0 < grad_clip < grad_norm)}
+    parts = forward_backward(model, ddp_model, batch, device=device, uses_keypoints=uses_keypoints, kl_weight=kl_weight)
+    return {**parts, **optimizer_step(model, optimizer, scheduler, grad_clip=grad_clip)}
+
+
+def with_last(items: Iterable) -> Iterator[tuple[Any, bool]]:
+    """(item, whether it is the last one), looking one item ahead."""
+    it = iter(items)
+    try:
+        item = next(it)
+    except StopIteration:
+        return
+    for following in it:
+        yield item, False
+        item = following
+    yield item, True
 
 
 def train_epoch(model, ddp_model, batches: Iterable[dict], optimizer, scheduler, progress: train_state.Progress,
                 cfg: RecognitionConfig, device: torch.device, steps_per_epoch: int) -> dict:
-    """One epoch over `batches`; counts steps in `progress`. Returns this worker's sums: loss parts
-    (x clips), clips, infeasible, grad norms, clipped steps, batches, real and padded frames, and
-    the last KL weight."""
-    sums = {"losses": {}, "clips": 0, "infeasible": 0, "grad_norm": 0.0, "clipped": 0, "batches": 0, "frames": 0,
-            "padded_frames": 0, "kl_weight": 0.0}
-    uses_keypoints = cfg.uses_keypoints()
-    for batch in prefetched(batches, cfg.train.prefetch_batches):
+    """One epoch over `batches`: an optimizer step every `cfg.accumulation()` batches (and after the
+    last), counted in `progress`; `scheduler` steps with it (None: not here). Accumulated batches
+    add the gradients of their clip-summed losses, divided by the step's clips before the step (one
+    batch per step: the batch's mean loss, as it is). Returns this worker's sums: loss parts (x clips),
+    clips, infeasible, grad norms, clipped steps, batches, optimizer steps, real and padded frames,
+    and the last KL weight."""
+    sums = {"losses": {}, "clips": 0, "infeasible": 0, "grad_norm": 0.0, "clipped": 0, "batches": 0, "steps": 0,
+            "frames": 0, "padded_frames": 0, "kl_weight": 0.0}
+    uses_keypoints, accumulate = cfg.uses_keypoints(), cfg.accumulation()
+    micro = step_clips = 0
+    for batch, last in with_last(prefetched(batches, cfg.train.prefetch_batches)):
         kl = model.config.distill_weight * distill_factor(progress.step, cfg.train.distill_warmup_epochs * steps_per_epoch)
-        parts = train_step(model, ddp_model, batch, optimizer, scheduler, device=device, uses_keypoints=uses_keypoints,
-                           kl_weight=kl, grad_clip=cfg.optim.grad_clip)
-        progress.step += 1
         n = len(batch["names"])
+        if micro == 0:
+            optimizer.zero_grad(set_to_none=True)
+        micro, step_clips = micro + 1, step_clips + n
+        ends_step = micro == accumulate or last
+        sync = nullcontext() if ends_step or ddp_model is model else ddp_model.no_sync()
+        with sync:  # DDP averages the gradients over workers once per optimizer step
+            parts = forward_backward(model, ddp_model, batch, device=device, uses_keypoints=uses_keypoints, kl_weight=kl,
+                                     loss_scale=None if accumulate == 1 else n)
+        if ends_step:
+            parts.update(optimizer_step(model, optimizer, scheduler, grad_clip=cfg.optim.grad_clip,
+                                        grad_divisor=None if accumulate == 1 else step_clips))
+            progress.step += 1
+            sums["steps"] += 1
+            micro = step_clips = 0
         for key in ("infeasible", "grad_norm", "clipped"):
-            sums[key] += parts.pop(key)
+            sums[key] += parts.pop(key, 0)
         for k, v in parts.items():
             sums["losses"][k] = sums["losses"].get(k, 0.0) + v * n
         sums["clips"] += n
@@ -399,8 +507,8 @@ def train_metrics(per_worker: list[dict], seconds: float) -> dict:
         "train_loss": losses.get("total", float("nan")),
         **{f"train_{k}": v for k, v in losses.items() if k != "total"},
         **({"train_kl_weight": own["kl_weight"]} if "kl" in losses else {}),  # at the epoch's last step
-        "train_grad_norm": own["grad_norm"] / max(1, own["batches"]),  # mean over the epoch's steps, before clipping
-        "train_clipped": own["clipped"] / max(1, own["batches"]),  # share of steps clipped to optim.grad_clip
+        "train_grad_norm": own["grad_norm"] / max(1, own["steps"]),  # mean over the epoch's optimizer steps, before clipping
+        "train_clipped": own["clipped"] / max(1, own["steps"]),  # share of steps clipped to optim.grad_clip
         "train_clips": clips,
         "train_infeasible": sum(w["infeasible"] for w in per_worker),
         "train_clips_per_s": clips / max(1e-9, seconds),
@@ -463,11 +571,10 @@ def train_loop_per_worker(loop_config: dict) -> dict:
     model = build_model(cfg, vocab, fresh=checkpoint is None, log_to=log if rank == 0 else None).to(device)
     optimizer = make_optimizer(model, cfg)
     # streaming_split(equal=True) gives each worker floor(N / world) rows
-    steps_per_epoch = max(1, math.ceil((loop_config["train_videos"] // world) / cfg.train.batch_size))
+    batches_per_epoch = max(1, math.ceil((loop_config["train_videos"] // world) / cfg.train.batch_size))
+    steps_per_epoch = math.ceil(batches_per_epoch / cfg.accumulation())
     budget = EpochBudget(cfg.train.epochs, cfg.train.max_minutes, steps_per_epoch)
-    o = cfg.optim
-    scheduler = make_lr_scheduler(optimizer, budget.total_steps, warmup_steps=o.warmup_steps, schedule=o.schedule,
-                                  min_lr_ratio=o.min_lr_ratio)
+    scheduler, per_epoch = make_scheduler(optimizer, cfg, budget), cfg.optim.schedule_unit == "epoch"
     progress, _ = train_state.resume(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device,
                                      rank=rank)
 
@@ -489,7 +596,11 @@ def train_loop_per_worker(loop_config: dict) -> dict:
                                 length_buckets=cfg.data.length_buckets, shuffle_buffer=cfg.data.shuffle_buffer,
                                 cache_size=cfg.data.cache_size, replay=replay,
                                 shuffle_seed=(cfg.train.seed * 1000 + epoch) * 64 + rank, order_seed=cfg.train.seed * 1000 + epoch)
-        sums = train_epoch(model, ddp_model, batches, optimizer, scheduler, progress, cfg, device, steps_per_epoch)
+        sums = train_epoch(model, ddp_model, batches, optimizer, None if per_epoch else scheduler, progress, cfg, device,
+                           steps_per_epoch)
+        lr = optimizer.param_groups[0]["lr"]  # at the epoch's last step
+        if per_epoch:
+            scheduler.step()
         train_s = time.time() - t0
 
         # dev: every worker decodes its share with the plain model and rank 0's BatchNorm buffers
@@ -499,7 +610,7 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         rows = dev_rows if dev_rows is not None else dev_share(dev_shard, cfg, rank, world)
         dev_rows = rows if cfg.data.cache_dev else None
         dev = evaluate_dev(model, rows, cfg, vocab, loop_config["corpus"], device)
-        metrics = {"epoch": epoch + 1, "step": progress.step, "lr": optimizer.param_groups[0]["lr"], "planned_epochs": budget.planned,
+        metrics = {"epoch": epoch + 1, "step": progress.step, "lr": lr, "planned_epochs": budget.planned,
                    **train_metrics(gather(sums), train_s), **dev, "epoch_train_s": train_s, "epoch_eval_s": time.time() - t1,
                    "elapsed_s": progress.elapsed_s(), "wall_time": time.time()}
         progress.end_epoch(metrics)
@@ -518,11 +629,65 @@ def train_loop_per_worker(loop_config: dict) -> dict:
 # ---- driver ---------------------------------------------------------------------------------------------
 
 
+def stage_config(cfg: RecognitionConfig, stream: str) -> RecognitionConfig:
+    """The single-stream run of `stream_pretraining` for `stream` (see StreamPretrainingSection)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    other = "keypoint" if stream == "rgb" else "rgb"
+    data = cfg.model_dump(mode="json")
+    data.update(name=f"{cfg.name}_{stream}", model={**data["model"], "streams": [stream]}, stream_pretraining={})
+    data["pretrained"].update({f"{other}_s3d": None, f"{other}_prefix": None, f"{other}_stream": None, "lr_scale": 1.0})
+    data["train"]["select_head"] = "auto"
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(data), OmegaConf.from_dotlist(list(cfg.stream_pretraining.overrides)))
+        return RecognitionConfig.model_validate(OmegaConf.to_container(merged, resolve=True))
+    except (ValueError, OmegaConfBaseException) as e:  # an override or the resulting config is invalid
+        raise ValueError(f"stream_pretraining, the {stream} stage: {e}") from e
+
+
+def finished_summary(cfg: RecognitionConfig) -> dict | None:
+    """The summary of a run of exactly this config that ran to its end (`run` returned), else None."""
+    import yaml
+
+    from training.checkpoint import BEST_FILE
+
+    cfg = absolute_paths(cfg)
+    summary_path, config_path = cfg.run_dir / BEST_FILE, cfg.run_dir / "config.yaml"
+    if not (summary_path.exists() and config_path.exists()):
+        return None
+    summary = json.loads(summary_path.read_text())
+    same = yaml.safe_load(config_path.read_text()) == cfg.model_dump(mode="json")
+    return summary if same and summary.get("finished") else None
+
+
+def run_stages(cfg: RecognitionConfig) -> dict:
+    """`stream_pretraining`: each listed stream trained alone (or a finished run of the same config
+    reused), then this network with those streams copied from the runs' best checkpoints. Returns
+    the last run's summary with `stages` (stream -> its summary)."""
+    stages = {}
+    for stream in cfg.stream_pretraining.streams:
+        stage = stage_config(cfg, stream)
+        done = finished_summary(stage)
+        if done:
+            log.info("stream_pretraining: %s stage reused (%s finished with this config)", stream, stage.run_dir)
+        stages[stream] = done or run(stage)
+    data = cfg.model_dump(mode="json")
+    data["stream_pretraining"] = {}
+    for stream, summary in stages.items():
+        data["pretrained"].update({f"{stream}_s3d": None, f"{stream}_prefix": None, f"{stream}_stream": summary["run_dir"]})
+    final = run(RecognitionConfig.model_validate(data))
+    return write_summary(final["run_dir"], {**final, "stages": stages})
+
+
 def run(cfg: RecognitionConfig) -> dict:
     """Train (or resume) on Ray Train and evaluate the best checkpoint on dev. Returns the summary
-    (also `<run_dir>/best_checkpoint.json`): best checkpoint, its epoch, head and dev WERs."""
+    (also `<run_dir>/best_checkpoint.json`): best checkpoint, its epoch, head and dev WERs. With
+    `stream_pretraining.streams`, the single-stream stages first (`run_stages`)."""
     from training.evaluation import evaluate_sign2gloss
 
+    if cfg.stream_pretraining.streams:
+        return run_stages(cfg)
     cfg = absolute_paths(cfg)
     t0 = time.time()
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
@@ -535,8 +700,8 @@ def run(cfg: RecognitionConfig) -> dict:
                  {"config": cfg.model_dump(mode="json"), "glosses": vocab.glosses, "corpus": manifest["corpus"],
                   "train_videos": train_videos, "keypoint_backend": manifest.get("keypoint_backend")},
                  name=cfg.name, storage_path=cfg.out_dir, scaling=cfg.scaling, metric="dev_wer", mode="min",
-                 datasets={"train": split_dataset(cfg, cfg.data.train_split, cfg.data.train_limit),
-                           "dev": split_dataset(cfg, cfg.data.dev_split, cfg.data.dev_limit)},
+                 datasets=lambda: {"train": split_dataset(cfg, cfg.data.train_split, cfg.data.train_limit),
+                                   "dev": split_dataset(cfg, cfg.data.dev_split, cfg.data.dev_limit)},
                  split_datasets=("train",))
     best = result.best_metrics
     summary: dict[str, Any] = {**result.summary(cfg.run_dir, t0), "best_head": best["dev_head"], "best_dev_wer": best["dev_wer"],
@@ -549,11 +714,12 @@ def run(cfg: RecognitionConfig) -> dict:
                                     out_dir=cfg.run_dir / f"eval_{cfg.data.dev_split}", limit=cfg.data.dev_limit)
         summary.update(final_dev=final["wer"], final_head=final["head"], final_dev_wer=final["wer"][final["head"]],
                        final_beam_width=final["beam_width"])
-    return write_summary(cfg.run_dir, {**summary, "wall_s": time.time() - t0})
+    return write_summary(cfg.run_dir, {**summary, "wall_s": time.time() - t0, "finished": True})
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return recipe_main(RecognitionConfig, run, __doc__.splitlines()[0], argv)
+    return recipe_main(RecognitionConfig, run, __doc__.splitlines()[0], argv,
+                       report=("best_epoch", "best_dev_wer", "final_dev_wer", "wall_s"))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def render_heatmaps(
     keypoints: torch.Tensor,
     frame_size: tuple[int, int],
     map_size: tuple[int, int],
-    sigma: float,
+    sigma: float | Sequence[float] | torch.Tensor,
     indices: Sequence[int] | None = None,
     threshold: float = 0.0,
     signed: bool = False,
@@ -52,15 +52,27 @@ def render_heatmaps(
 
     keypoints[..., 0:2] are x, y in pixels of the (H, W) = `frame_size` frame (pixel centres at
     integer coordinates), keypoints[..., 2] the detector score. Each selected point (`indices`,
-    default all N) becomes exp(-d^2 / (2 sigma^2)) with d in map pixels and `sigma` in map pixels;
-    points whose score is not above `threshold` give an all-zero map (undetected points are often
-    reported at (0, 0) with score 0: they must not light up a corner). `signed=True` returns
-    2 * map - 1 in [-1, 1], the S3D input range, in the same pass.
+    default all N) becomes exp(-dx^2 / (2 sx^2) - dy^2 / (2 sy^2)) with d in map pixels and `sigma`
+    in map pixels: one value, a pair (sx, sy), or a tensor (B, 2) of one pair per clip (widths that
+    follow each clip's crop); points whose score is not above `threshold` give an all-zero map
+    (undetected points are often reported at (0, 0) with score 0: they must not light up a corner).
+    `signed=True` returns 2 * map - 1 in [-1, 1], the S3D input range, in the same pass.
     """
     if keypoints.ndim != 4 or keypoints.shape[-1] != 3:
         raise ValueError(f"keypoints must be (B, T, N, 3), got {tuple(keypoints.shape)}")
-    if sigma <= 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
+    if isinstance(sigma, (int, float)):
+        if sigma <= 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        den_x = den_y = 2 * sigma**2
+    else:
+        B = keypoints.shape[0]
+        s = torch.as_tensor(sigma, dtype=torch.float32, device=keypoints.device)
+        if s.shape not in ((2,), (B, 2)):
+            raise ValueError(f"sigma must be one value, a pair (x, y) or a (B, 2) tensor, got shape {tuple(s.shape)}")
+        if not bool((s > 0).all()):
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        den = 2 * s.reshape(-1, 2, 1, 1, 1) ** 2  # (1 or B, 2, 1, 1, 1): broadcast over K, T and the map axis
+        den_x, den_y = den[:, 0], den[:, 1]
     if indices is not None:
         keypoints = keypoints[:, :, list(indices)]
     (H, W), (h, w) = frame_size, map_size
@@ -70,8 +82,8 @@ def render_heatmaps(
     keep = (kp[..., 2] > threshold).to(kp.dtype)
     grid_x = torch.arange(w, device=kp.device, dtype=kp.dtype)
     grid_y = torch.arange(h, device=kp.device, dtype=kp.dtype)
-    gx = torch.exp(-((grid_x - x[..., None]) ** 2) / (2 * sigma**2))  # B, K, T, w
-    gy = torch.exp(-((grid_y - y[..., None]) ** 2) / (2 * sigma**2)) * keep[..., None]  # B, K, T, h
+    gx = torch.exp(-((grid_x - x[..., None]) ** 2) / den_x)  # B, K, T, w
+    gy = torch.exp(-((grid_y - y[..., None]) ** 2) / den_y) * keep[..., None]  # B, K, T, h
     if signed:
         return torch.addcmul(torch.tensor(-1.0, device=kp.device), gy[..., :, None], gx[..., None, :], value=2.0)
     return gy[..., :, None] * gx[..., None, :]

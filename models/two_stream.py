@@ -64,7 +64,11 @@ class TwoStreamConfig(BaseModel):
     rgb_size: int = Field(224, ge=16)
     keypoint_size: int = Field(112, ge=8)
     keypoint_parts: tuple[str, ...] = PUBLIC_79
-    heatmap_sigma: float = Field(4.0, gt=0, description="Gaussian sigma in heatmap pixels")
+    heatmap_sigma: float | tuple[float, float] = Field(
+        4.0, description="Gaussian sigma in heatmap pixels, one or (x, y); with heatmap_sigma_follows_crop, at the evaluation view")
+    heatmap_sigma_follows_crop: bool = Field(
+        False, description="training clips' Gaussians widen/narrow with their crop (forward's crop_zoom) as the public "
+                           "code's, drawn on the frame before cropping: sigma x crop_zoom; evaluation uses sigma")
     heatmap_threshold: float = 0.0
     channel_order: Literal["rgb", "bgr"] = "rgb"
     lateral: bool = True
@@ -95,6 +99,8 @@ class TwoStreamConfig(BaseModel):
         if self.pyramid and self.pyramid_levels > self.num_blocks:
             raise ValueError("pyramid_levels must be <= num_blocks")
         keypoint_indices(self.keypoint_parts)
+        if min(self.heatmap_sigma if isinstance(self.heatmap_sigma, tuple) else (self.heatmap_sigma,)) <= 0:
+            raise ValueError(f"heatmap_sigma must be > 0, got {self.heatmap_sigma}")
         if self.gloss_feature_head is not None and self.gloss_feature_head not in self.head_names:
             raise ValueError(f"gloss_feature_head {self.gloss_feature_head!r} is not one of {self.head_names}")
         return self
@@ -193,7 +199,7 @@ class TwoStreamSLR(nn.Module):
                 block.eval()  # frozen blocks keep their BatchNorm statistics
         return self
 
-    def _inputs(self, frames, keypoints, frame_size) -> dict[str, torch.Tensor]:
+    def _inputs(self, frames, keypoints, frame_size, crop_zoom=None) -> dict[str, torch.Tensor]:
         c, x = self.config, {}
         if "rgb" in c.streams:
             if frames is None:
@@ -212,14 +218,20 @@ class TwoStreamSLR(nn.Module):
                 if frames is None:
                     raise ValueError("keypoints are in frame pixels: pass frames or frame_size=(H, W)")
                 frame_size = tuple(frames.shape[-2:])
+            sigma = c.heatmap_sigma
+            if c.heatmap_sigma_follows_crop and crop_zoom is not None:
+                zoom = crop_zoom.to(keypoints.device).float()  # (B, 2): per clip, per axis
+                sigma = torch.as_tensor(sigma, dtype=torch.float32, device=keypoints.device) * zoom
             with torch.no_grad():
-                x["keypoint"] = render_heatmaps(keypoints, frame_size, (c.keypoint_size, c.keypoint_size), c.heatmap_sigma,
+                x["keypoint"] = render_heatmaps(keypoints, frame_size, (c.keypoint_size, c.keypoint_size), sigma,
                                                 self.kp_indices, c.heatmap_threshold, signed=True)
         return x
 
     def forward(self, frames: torch.Tensor | None, frame_lengths: torch.Tensor, keypoints: torch.Tensor | None = None,
-                frame_size: tuple[int, int] | None = None) -> dict:
-        """Run the configured streams. Returns (all batch-major):
+                frame_size: tuple[int, int] | None = None, crop_zoom: torch.Tensor | None = None) -> dict:
+        """Run the configured streams. `crop_zoom` (B, 2): each training clip's crop zoom (x, y) relative
+        to the evaluation view (VideoCollate's batch), used with `heatmap_sigma_follows_crop`. Returns
+        (all batch-major):
 
         log_probs / logits: {head: (B, T', V)} for heads rgb / keypoint / fuse present and
           `ensemble` (log of the mean of the main heads' probabilities) when there are >= 2;
@@ -229,7 +241,7 @@ class TwoStreamSLR(nn.Module):
         decode_head: the head to decode (`ensemble`, or the only stream).
         """
         c = self.config
-        x = self._inputs(frames, keypoints, frame_size)
+        x = self._inputs(frames, keypoints, frame_size, crop_zoom)
         T_in = next(iter(x.values())).shape[2]
         frame_lengths = frame_lengths.to(next(iter(x.values())).device)
         feats = {s: [] for s in c.streams}

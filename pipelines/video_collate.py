@@ -9,14 +9,21 @@ list of row dicts. Output:
     frame_lengths  int64 (B,)
     keypoints      float32 (B, T_max, 133, 3): x, y moved exactly like the frames (output pixels,
                    pixel-index units), score; zero padded; all zero when the shards have none
+    crop_zoom      float32 (B, 2): how much larger (x, y) the clip's crop shows things than the
+                   evaluation view of the same frame (eval box size / crop box size; 1 in evaluation),
+                   for Gaussian heatmaps whose width follows the crop as the public code's do
     names, glosses (space-separated strings), texts (str or None)
 
-Training augmentation (the recognition papers'): temporal resampling of each clip to a random
-length in [0.5 T, 1.5 T] rounded to a multiple of 4 (nearest-neighbour frame indices; keypoints
-use the same indices); one RandomResizedCrop box per clip (scale (0.7, 1), ratio (0.75, 1.3))
-resized to the output size; colour jitter with p = 0.3 (same factors for every frame of a clip);
-no flip (handedness carries meaning). Evaluation: the whole frame (or a centre crop) resized,
-all frames, deterministic.
+Training augmentation (the recognition papers'): each clip gets a random length in [0.5 T, 1.5 T]
+rounded to a multiple of 4, reached with evenly spaced (nearest-neighbour) frame indices
+(`temporal_sampling: even`) or, as the public code, by dropping or repeating random frames in
+order (`random`), the keypoints taking the same indices; one RandomResizedCrop box per clip
+(scale (0.7, 1), ratio (0.75, 1.3)) resized to the output size; colour jitter with p = 0.3 (same
+factors for every frame of a clip); no flip (handedness carries meaning). Evaluation: the whole
+frame (or a centre crop, optionally a fraction of the largest one) resized, all frames (or, as the
+public code: clips longer than `max_frames` cut to their centre, lengths cut to a multiple of 4),
+deterministic. Padding: zeros, or (`pad: replicate`, the public code) the clip's last frame and
+keypoints repeated.
 """
 
 from __future__ import annotations
@@ -49,8 +56,20 @@ class VideoCollateConfig(StrictModel):
     hue: float = 0.1  # fraction of a full turn of the chroma plane (YIQ rotation)
     temporal_scale: tuple[float, float] = (0.5, 1.5)
     length_multiple: int = Field(4, ge=1)  # train lengths are multiples of this
-    max_frames: int | None = 400  # longer clips are resampled down (uniformly) to this
+    # how a training clip reaches its drawn length: "even" - evenly spaced (nearest-neighbour)
+    # frame indices; "random" - the public code's: a length drawn from the integers in
+    # [int(0.5 T), int(1.5 T)], rounded up to length_multiple, reached by dropping random frames or
+    # repeating random frames (order kept)
+    temporal_sampling: Literal["even", "random"] = "even"
+    max_frames: int | None = 400  # longer clips are resampled down (uniformly) to this (evaluation: eval_long_clips)
     eval_crop: Literal["whole", "center"] = "whole"  # centre: the largest box of the output aspect
+    # with eval_crop center: the box's sides as this fraction of that largest box (the public code's
+    # CSL-Daily centre crop, 270 px of its 320 px frames: 0.84375)
+    eval_crop_fraction: float = Field(1.0, gt=0, le=1)
+    # evaluation clips longer than max_frames: "resample" (evenly, as training) or "center" - their
+    # centre max_frames frames (the public code)
+    eval_long_clips: Literal["resample", "center"] = "resample"
+    eval_length_multiple: int = Field(1, ge=1)  # evaluation lengths cut to a multiple of this (trailing frames dropped; public: 4)
     mean: list[float] | None = None
     std: list[float] | None = None
     pad: Literal["zero", "replicate"] = "zero"
@@ -74,6 +93,38 @@ def resample_indices(num_frames: int, length: int) -> np.ndarray:
     return np.minimum(idx, num_frames - 1)
 
 
+def random_temporal_indices(num_frames: int, scale: Sequence[float], multiple: int, max_frames: int | None,
+                            rng: np.random.Generator) -> np.ndarray:
+    """The public code's temporal augmentation: a length drawn uniformly from the integers in
+    [int(scale[0] T), int(scale[1] T)] (at most `max_frames`), rounded up to a multiple of
+    `multiple`; the clip reaches it by dropping random frames (no frame twice) or by keeping every
+    frame and repeating random ones. Returns sorted frame indices (the clip's order kept)."""
+    cap = max(multiple, max_frames // multiple * multiple) if max_frames else None
+    hi = int(scale[1] * num_frames) if cap is None else min(cap, int(scale[1] * num_frames))
+    lo = min(int(scale[0] * num_frames), hi)
+    length = max(multiple, -(-int(rng.integers(lo, hi + 1)) // multiple) * multiple)
+    if cap is not None:
+        length = min(length, cap)
+    if length <= num_frames:
+        return np.sort(rng.choice(num_frames, length, replace=False)).astype(np.int64)
+    repeats = rng.integers(0, num_frames, length - num_frames)
+    return np.sort(np.concatenate([np.arange(num_frames), repeats])).astype(np.int64)
+
+
+def eval_indices(num_frames: int, max_frames: int | None, long_clips: str = "resample", multiple: int = 1) -> np.ndarray:
+    """Frame indices of an evaluation clip: all frames; a clip longer than `max_frames` resampled
+    evenly to it or (`long_clips="center"`) cut to its centre `max_frames`; then, with `multiple`
+    above 1, the length cut down to a multiple of it (clips shorter than `multiple` are kept whole)."""
+    if max_frames and num_frames > max_frames and long_clips == "center":
+        start = (num_frames - max_frames) // 2
+        idx = np.arange(start, start + max_frames, dtype=np.int64)
+    else:
+        idx = resample_indices(num_frames, min(num_frames, max_frames) if max_frames else num_frames)
+    if multiple > 1 and len(idx) >= multiple:
+        idx = idx[: len(idx) // multiple * multiple]
+    return idx
+
+
 def random_resized_crop_box(height: int, width: int, scale: Sequence[float], ratio: Sequence[float], rng: np.random.Generator) -> tuple[int, int, int, int]:
     """(x0, y0, w, h) as torchvision's RandomResizedCrop draws it (10 tries, then a centre crop)."""
     area = height * width
@@ -95,11 +146,14 @@ def random_resized_crop_box(height: int, width: int, scale: Sequence[float], rat
     return (width - w) // 2, (height - h) // 2, w, h
 
 
-def center_box(height: int, width: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
-    """The largest centred box with the output's aspect ratio."""
+def center_box(height: int, width: int, out_h: int, out_w: int, fraction: float = 1.0) -> tuple[int, int, int, int]:
+    """The largest centred box with the output's aspect ratio; with `fraction` < 1, a centred box
+    whose sides are that fraction of the largest one's."""
     aspect = out_w / out_h
     w, h = (width, int(round(width / aspect))) if width / height < aspect else (int(round(height * aspect)), height)
     w, h = min(w, width), min(h, height)
+    if fraction != 1.0:
+        w, h = max(1, int(round(w * fraction))), max(1, int(round(h * fraction)))
     return (width - w) // 2, (height - h) // 2, w, h
 
 
@@ -182,14 +236,27 @@ class VideoCollate(NumpyBatchCollateFn):
         return {**self.__dict__, "_pool": None}
 
     # -- per clip parameters (drawn in the caller's thread, in row order: reproducible)
+    def eval_box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(x0, y0, w, h) of the evaluation view of a (height, width) frame."""
+        c = self.config
+        if c.eval_crop == "whole":
+            return 0, 0, width, height
+        return center_box(height, width, c.height, c.width, c.eval_crop_fraction)
+
     def _plan(self, num_frames: int, height: int, width: int) -> dict:
         c = self.config
         if self.train:
-            u = self.rng.uniform(*c.temporal_scale)
-            length = max(c.length_multiple, int(round(num_frames * u / c.length_multiple)) * c.length_multiple)
-            if c.max_frames:
-                length = min(length, max(c.length_multiple, c.max_frames // c.length_multiple * c.length_multiple))
+            if c.temporal_sampling == "random":
+                indices = random_temporal_indices(num_frames, c.temporal_scale, c.length_multiple, c.max_frames, self.rng)
+            else:
+                u = self.rng.uniform(*c.temporal_scale)
+                length = max(c.length_multiple, int(round(num_frames * u / c.length_multiple)) * c.length_multiple)
+                if c.max_frames:
+                    length = min(length, max(c.length_multiple, c.max_frames // c.length_multiple * c.length_multiple))
+                indices = resample_indices(num_frames, length)
             box = random_resized_crop_box(height, width, c.crop_scale, c.crop_ratio, self.rng)
+            _, _, ew, eh = self.eval_box(height, width)
+            zoom = (ew / box[2], eh / box[3])
             jitter = None
             if self.rng.random() < c.color_jitter_p:
                 jitter = (
@@ -199,10 +266,10 @@ class VideoCollate(NumpyBatchCollateFn):
                     self.rng.uniform(-c.hue, c.hue),
                 )
         else:
-            length = min(num_frames, c.max_frames) if c.max_frames else num_frames
-            box = (0, 0, width, height) if c.eval_crop == "whole" else center_box(height, width, c.height, c.width)
-            jitter = None
-        return {"indices": resample_indices(num_frames, length), "box": box, "jitter": jitter}
+            indices = eval_indices(num_frames, c.max_frames, c.eval_long_clips, c.eval_length_multiple)
+            box = self.eval_box(height, width)
+            jitter, zoom = None, (1.0, 1.0)
+        return {"indices": indices, "box": box, "jitter": jitter, "zoom": zoom}
 
     def _decode_clip(self, frames: Any, indices: np.ndarray, box: tuple[int, int, int, int], out: np.ndarray) -> None:
         """Fill out[:len(indices)] (uint8 RGB (T, H, W, 3)) with the cropped, resized frames."""
@@ -262,6 +329,8 @@ class VideoCollate(NumpyBatchCollateFn):
         for i, p in enumerate(plans):
             if p["jitter"] is not None:
                 frames[i, : lengths[i]] = color_jitter(frames[i, : lengths[i]], *p["jitter"])
+                if c.pad == "replicate" and 0 < lengths[i] < t_max:
+                    frames[i, lengths[i]:] = frames[i, lengths[i] - 1]  # copies of the jittered last frame
         if self._mean is not None:
             frames = (frames - self._mean) / (self._std if self._std is not None else 1.0)
             for i, n in enumerate(lengths):
@@ -290,6 +359,7 @@ class VideoCollate(NumpyBatchCollateFn):
             "frames": frames.contiguous(),
             "frame_lengths": torch.tensor(lengths, dtype=torch.int64),
             "keypoints": keypoints,
+            "crop_zoom": torch.tensor([p.get("zoom", (1.0, 1.0)) for p in plans], dtype=torch.float32).reshape(len(plans), 2),
             "names": [str(r["name"]) for r in rows],
             "glosses": [str(r["gloss"]) for r in rows],
             "texts": texts,

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.video_collate import VideoCollate, VideoCollateConfig, random_resized_crop_box, resample_indices
+from pipelines.video_collate import (VideoCollate, VideoCollateConfig, center_box, eval_indices, random_resized_crop_box,
+                                     random_temporal_indices, resample_indices)
 
 SRC_H, SRC_W = 80, 100
 
@@ -92,8 +93,10 @@ def test_eval_is_deterministic_whole_frame_and_keeps_all_frames():
     assert a["names"] == ["v0", "v1", "v2"] and a["glosses"] == ["A B"] * 3 and a["texts"] == ["t0", "t1", "t2"]
 
 
-def test_temporal_resampling_uses_the_same_indices_for_frames_and_keypoints():
-    collate = VideoCollate(VideoCollateConfig(height=80, width=100, crop_scale=(1.0, 1.0), crop_ratio=(1.25, 1.25), color_jitter_p=0), train=True, generator=5)
+@pytest.mark.parametrize("sampling", ["even", "random"])
+def test_temporal_resampling_uses_the_same_indices_for_frames_and_keypoints(sampling):
+    collate = VideoCollate(VideoCollateConfig(height=80, width=100, crop_scale=(1.0, 1.0), crop_ratio=(1.25, 1.25), color_jitter_p=0,
+                                              temporal_sampling=sampling), train=True, generator=5)
     batch = collate(rows(lengths=(13,)))
     n = int(batch["frame_lengths"][0])
     for t in range(n):  # crop is the whole frame: the dot and its keypoint must agree in every frame
@@ -194,3 +197,92 @@ def test_plans_drawn_first_give_the_same_batch():
     assert torch.equal(out["frames"], ref["frames"]) and torch.equal(out["keypoints"], ref["keypoints"])
     with pytest.raises(ValueError, match="2 plans for 3 rows"):
         collate(rows(), plans[:2])
+
+
+# ---- the public code's temporal augmentation, padding, evaluation clips and crops ---------------------
+
+
+def test_random_temporal_sampling_drops_or_repeats_random_frames_in_order():
+    """`temporal_sampling: random` as the public code: a length from the integers in
+    [int(0.5 T), int(1.5 T)] rounded up to a multiple of 4; shorter clips are a random subset of the
+    frames (no frame twice), longer ones every frame plus random repeats; order kept."""
+    rng = np.random.default_rng(0)
+    lengths, uneven = set(), 0
+    for _ in range(300):
+        idx = random_temporal_indices(40, (0.5, 1.5), 4, 400, rng)
+        n = len(idx)
+        assert n % 4 == 0 and 20 <= n <= 60 and idx.dtype == np.int64
+        assert (np.diff(idx) >= 0).all()  # in order
+        if n <= 40:
+            assert len(np.unique(idx)) == n  # frames dropped, none repeated
+        else:
+            assert set(idx.tolist()) == set(range(40))  # every frame kept, some repeated
+        uneven += not np.array_equal(idx, resample_indices(40, n))
+        lengths.add(n)
+    assert lengths == set(range(20, 61, 4))  # every multiple of 4 in range is drawn
+    assert uneven > 250  # random, not evenly spaced (which the same length with "even" gives)
+    capped = [random_temporal_indices(300, (0.5, 1.5), 4, 100, rng) for _ in range(50)]
+    assert all(len(i) == 100 and len(np.unique(i)) == 100 for i in capped)  # int(0.5 T) > max_frames: 100 distinct frames
+    assert len(random_temporal_indices(2, (0.5, 1.5), 4, 400, rng)) == 4  # at least one multiple
+
+
+def test_random_sampling_of_a_clip_keeps_frames_and_keypoints_together_in_order():
+    collate = VideoCollate(VideoCollateConfig(height=80, width=100, crop_scale=(1.0, 1.0), crop_ratio=(1.25, 1.25),
+                                              color_jitter_p=0, temporal_sampling="random", temporal_scale=(0.5, 0.5)),
+                           train=True, generator=3)
+    row = rows(lengths=(21,))[0]
+    source = np.asarray(row["keypoints"], np.float32)[:, 0, :2]
+    batch = collate([row])
+    assert int(batch["frame_lengths"][0]) == 12  # int(0.5 x 21) = 10, rounded up to 12
+    picked = []
+    for t in range(12):
+        xy = batch["keypoints"][0, t, 0, :2].numpy()
+        k = int(np.argmin(np.abs(source - xy).sum(1)))
+        np.testing.assert_allclose(source[k], xy, atol=1e-3)
+        np.testing.assert_allclose(dot_centroid(batch["frames"][0, t]), xy, atol=0.01)
+        picked.append(k)
+    assert picked == sorted(set(picked)) and picked != resample_indices(21, 12).tolist()
+
+
+def test_replicate_padding_repeats_the_last_frame_and_keypoints_after_jitter():
+    collate = VideoCollate(VideoCollateConfig(height=32, width=40, pad="replicate", color_jitter_p=1.0), train=True, generator=1)
+    batch = collate(rows(lengths=(9, 30)))
+    lengths = batch["frame_lengths"].tolist()
+    assert lengths[0] < lengths[1]
+    n = lengths[0]
+    for t in range(n, batch["frames"].shape[1]):
+        assert torch.equal(batch["frames"][0, t], batch["frames"][0, n - 1])
+        assert torch.equal(batch["keypoints"][0, t], batch["keypoints"][0, n - 1])
+    zero = VideoCollate(VideoCollateConfig(height=32, width=40, color_jitter_p=1.0), train=True, generator=1)(rows(lengths=(9, 30)))
+    assert torch.equal(zero["frames"][0, :n], batch["frames"][0, :n]) and (zero["frames"][0, n:] == 0).all()
+
+
+def test_public_evaluation_clips_centre_cut_and_multiple_of_4():
+    np.testing.assert_array_equal(eval_indices(410, 400, "center", 4), np.arange(5, 405))  # centre 400 of 410
+    np.testing.assert_array_equal(eval_indices(403, 400, "center", 4), np.arange(1, 401))
+    np.testing.assert_array_equal(eval_indices(13, 400, "center", 4), np.arange(12))  # trailing frame dropped
+    np.testing.assert_array_equal(eval_indices(3, 400, "center", 4), np.arange(3))  # too short to cut
+    np.testing.assert_array_equal(eval_indices(410, 400), resample_indices(410, 400))  # the default: even resampling
+    np.testing.assert_array_equal(eval_indices(13, 400), np.arange(13))
+    cfg = VideoCollateConfig(height=40, width=50, eval_length_multiple=4, eval_long_clips="center", max_frames=12)
+    out = VideoCollate(cfg, train=False)(rows(lengths=(9, 14, 5)))
+    assert out["frame_lengths"].tolist() == [8, 12, 4]  # 14 frames: the centre 12 (frames 1-12)
+    ref = VideoCollate(VideoCollateConfig(height=40, width=50), train=False)(rows(lengths=(9, 14, 5)))
+    assert torch.equal(out["frames"][0, :8], ref["frames"][0, :8]) and torch.equal(out["frames"][1, :12], ref["frames"][1, 1:13])
+    assert torch.equal(out["crop_zoom"], torch.ones(3, 2))
+
+
+def test_centre_crop_fraction_and_crop_zoom():
+    assert center_box(320, 320, 224, 224, 0.84375) == (25, 25, 270, 270)  # CSL-Daily: the public 270 px of 320
+    assert center_box(80, 100, 40, 40) == (10, 0, 80, 80) == center_box(80, 100, 40, 40, 1.0)
+    cfg = VideoCollateConfig(height=40, width=40, eval_crop="center", eval_crop_fraction=0.5)
+    out = VideoCollate(cfg, train=False)(rows(lengths=(9,)))
+    kp = np.asarray(rows(lengths=(9,))[0]["keypoints"], np.float32)[:, 0, :2]
+    np.testing.assert_allclose(out["keypoints"][0, :, 0, :2].numpy(), (kp + 0.5 - [30, 20]) * (40 / 40) - 0.5, atol=1e-3)
+    # training: crop_zoom = evaluation box / crop box, per axis (the evaluation box here is 40x40 px)
+    collate = VideoCollate(cfg, train=True, generator=2)
+    plans = collate.plan(rows())
+    batch = collate(rows(), plans)
+    for p, zoom in zip(plans, batch["crop_zoom"].tolist()):
+        assert zoom == pytest.approx([40 / p["box"][2], 40 / p["box"][3]])
+    assert len({tuple(z) for z in batch["crop_zoom"].tolist()}) == 3
