@@ -131,15 +131,18 @@ def _collapse(best: np.ndarray, n: np.ndarray, blank: int) -> list[list[int]]:
 # Prefix beam search and the exact CTC probability, compiled with numba (one utterance at a time,
 # a plain loop over the batch). Log-probabilities are read as float32, summed in float64.
 
-def _njit(fn):
-    """`numba.njit(cache=True)`, or without the on-disk cache where no cache directory is
-    writable (numba then refuses `cache=True` at decoration time; it compiles on every start)."""
+def cached_njit(fn, where: str = "models/ctc.py"):
+    """`numba.njit(cache=True, nogil=True)`, or without the on-disk cache where no cache directory
+    is writable (numba then refuses `cache=True` at decoration time; it compiles on every start)."""
     try:
         return numba.njit(cache=True, nogil=True)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        warnings.warn("models/ctc.py: no writable numba cache directory (set NUMBA_CACHE_DIR); the CTC "
-                      "decoder is compiled again in every process", RuntimeWarning)
+        warnings.warn(f"{where}: no writable numba cache directory (set NUMBA_CACHE_DIR); its kernels are "
+                      "compiled again in every process", RuntimeWarning)
         return numba.njit(nogil=True)(fn)
+
+
+_njit = cached_njit
 
 
 @_njit

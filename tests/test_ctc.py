@@ -201,39 +201,3 @@ def test_exact_sequence_likelihood_matches_torch_ctc():
     for i, (u, s) in enumerate(zip(utt, seqs)):
         T = 7 if u == 0 else 5
         assert got[i] == pytest.approx(float(sequence_log_probs(lp[u, :T], [tuple(s)])[0]), abs=1e-5)
-
-
-def test_forced_alignment_equals_brute_force_best_path():
-    from models.ctc_alignment import ctc_forced_align
-
-    g = torch.Generator().manual_seed(5)
-    cases = [([1], 4, 3), ([1, 2], 5, 3), ([2, 2], 6, 3), ([1, 3, 1], 6, 4), ([3, 1, 2, 2], 7, 4)]
-    for labels, T, V in cases:
-        lp = random_log_probs(g, 1, T, V)[0]
-        best_path, best_score = None, -np.inf
-        for path in itertools.product(range(V), repeat=T):
-            collapsed = [c for c, _ in itertools.groupby(path) if c != 0]
-            if collapsed == labels:
-                score = float(lp[torch.arange(T), torch.tensor(path)].sum())
-                if score > best_score:
-                    best_path, best_score = path, score
-        states, score = ctc_forced_align(lp, labels)
-        ext = [0] + [x for lab in labels for x in (lab, 0)]
-        assert tuple(ext[s] for s in states) == best_path
-        assert score == pytest.approx(best_score, abs=1e-9)
-    with pytest.raises(ValueError, match="need at least 3 frames"):
-        ctc_forced_align(random_log_probs(g, 1, 2, 4)[0], [2, 2])
-
-
-def test_gloss_segments_widen_over_matching_blank_frames():
-    from models.ctc_alignment import gloss_segments
-
-    # Frame argmax:        _  A  A  _  _  B  _  _   (A=1, B=2); frame 3's best non-blank is A,
-    # frame 4's and 6's are B, frame 0's is B (not A: stays out), frame 7's is A (not B).
-    best = [0, 1, 1, 0, 0, 2, 0, 0]
-    second = [2, 0, 0, 1, 2, 0, 2, 1]
-    lp = torch.full((8, 3), -9.0)
-    lp[torch.arange(8), torch.tensor(best)] = -0.1
-    lp[torch.arange(8), torch.tensor(second)] = -2.5
-    assert gloss_segments(lp, [1, 2], widen=False) == [(1, 3), (5, 6)]
-    assert gloss_segments(lp, [1, 2]) == [(1, 4), (4, 7)]
