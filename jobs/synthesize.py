@@ -281,6 +281,10 @@ def _language_entry(lang: SignLanguage, lc: LanguageConfig, plan: Plan) -> dict:
         "cross_lingual_glosses": [g for g in lang.glosses if g in crossing],
         "signs": {lang.gloss(c): {"concept": c.key, "category": c.category, **dataclasses.asdict(lang.primitives[lang.gloss(c)])} for c in lang.concepts},
         "signers": {s.signer_id: dataclasses.asdict(s) for s in plan.signers[lang.code]},
+        # who signs each split: with eval_only_signers > 0 the dev and test signers never appear in train
+        "split_signers": {split: sorted({v.signer.signer_id for v in plan.videos if v.language == lang.code and v.split == split})
+                          for split in SPLITS},
+        "signer_independent": lc.eval_only_signers > 0,
     }
 
 

@@ -68,6 +68,7 @@ def test_layout_manifest_and_csv(corpus, manifest):
         for split in SPLITS:
             table = read_csv(corpus / code / f"{code}.{split}.corpus.csv")
             assert len(table) == lang["splits"][split] == manifest["counts"]["languages"][code][split]["videos"]
+            assert sorted({r["speaker"] for r in table}) == lang["split_signers"][split]  # the manifest names each split's signers
             signs = [json.loads(line) for line in (corpus / code / f"signs.{split}.jsonl").read_text().splitlines()]
             assert [s["name"] for s in signs] == [r["name"] for r in table]
             for row, sign in zip(table, signs):

@@ -19,6 +19,7 @@ from typing import Literal, Protocol, Sequence
 import numpy as np
 
 from common.config import StrictModel
+from pipelines.keypoints.estimator_noise import EstimatorNoiseConfig
 from pipelines.video_io import Geometry
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,12 @@ class MediaPipeConfig(StrictModel):
 
 class GroundTruthConfig(StrictModel):
     """The synthetic corpus' saved keypoints: `path` relative to the split's video root, with
-    {name} and {split} replaced; float32 (T, 133, 3) in source-video pixels."""
+    {name} and {split} replaced; float32 (T, 133, 3) in source-video pixels. With `noise`, they are
+    degraded as a pose estimator would deliver them (pipelines/keypoints/estimator_noise.py);
+    without it (the default) they are the exact rendered keypoints."""
 
     path: str = "keypoints/{name}.npy"
+    noise: EstimatorNoiseConfig | None = None
 
 
 class KeypointConfig(StrictModel):

@@ -1,4 +1,5 @@
-"""`groundtruth` back-end: the synthetic corpus' saved keypoints, moved like the stored frames."""
+"""`groundtruth` back-end: the synthetic corpus' saved keypoints, optionally degraded as an
+estimator delivers them (`noise`), moved like the stored frames."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from pipelines.keypoints.base import NUM_KEYPOINTS, GroundTruthConfig, VideoFrames
+from pipelines.keypoints.estimator_noise import apply_estimator_noise
 from pipelines.video_io import read_bytes, resolve_fs
 
 
@@ -39,6 +41,8 @@ class GroundTruthKeypoints:
             kp = load_keypoint_file(v.keypoints_path)
             if len(v.indices) and int(v.indices.max()) >= len(kp):
                 raise ValueError(f"{v.keypoints_path}: {len(kp)} frames of keypoints, the video has at least {int(v.indices.max()) + 1}")
+            if self.config.noise is not None:
+                kp = apply_estimator_noise(kp, self.config.noise, v.name)
             kp = kp[v.indices].copy()
             present = kp[..., 2] > 0
             kp[..., :2] = v.geometry.apply(kp[..., :2])
