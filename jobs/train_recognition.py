@@ -229,8 +229,7 @@ class RecognitionConfig(StrictModel):
 
     def head_names(self) -> list[str]:
         """Decodable heads: the model's heads, plus `ensemble` when it has several."""
-        heads = self.model_config_for(3).head_names
-        return heads + (["ensemble"] if len(heads) > 1 else [])
+        return self.model_config_for(3).decodable_heads
 
     @property
     def run_dir(self) -> Path:

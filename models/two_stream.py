@@ -113,6 +113,12 @@ class TwoStreamConfig(BaseModel):
     def head_names(self) -> list[str]:
         return [*self.streams, *(["fuse"] if self.two_stream and self.fuse_head else [])]
 
+    @property
+    def decodable_heads(self) -> list[str]:
+        """The heads, plus `ensemble` (their averaged probabilities) when there are several."""
+        heads = self.head_names
+        return heads + (["ensemble"] if len(heads) > 1 else [])
+
 
 def _fit(x: torch.Tensor, size) -> torch.Tensor:
     """Crop or zero-pad the trailing (T, H, W) of x to `size`."""

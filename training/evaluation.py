@@ -147,7 +147,7 @@ def evaluate_sign2gloss(checkpoint: str | Path, *, split: str | None = None, sha
     if root is None:
         raise ValueError(f"{ck.path}: the checkpoint names no shards (no config.yaml); pass the shards' root")
     manifest = read_manifest(root, name)
-    heads = ck.model.config.head_names + (["ensemble"] if len(ck.model.config.head_names) > 1 else [])
+    heads = ck.model.config.decodable_heads
     if head in (None, "auto"):
         select = ck.run_config.get("train", {}).get("select_head", "auto")
         head = ck.metrics.get("dev_head") or choose_head({h: ck.metrics.get(f"dev_wer_{h}", 0.0) for h in heads}, select)

@@ -146,6 +146,7 @@ def error_statistics(exact: list[np.ndarray], estimated: list[np.ndarray]) -> di
         errors, speeds, biases, found, frames = [], [], [], 0, 0
         wrist_speed, missed, overlapped, runs = [], [], [], []
         for ex, est in zip(exact, estimated):
+            speed = point_speed(ex)
             exists = (ex[:, part, 2] > 0).any(axis=1)
             hit = (est[:, part, 2] > 0).any(axis=1) & exists
             frames += int(exists.sum())
@@ -153,11 +154,11 @@ def error_statistics(exact: list[np.ndarray], estimated: list[np.ndarray]) -> di
             ok = (ex[:, part, 2] > 0) & (est[:, part, 2] > 0)
             diff = est[:, part, :2] - ex[:, part, :2]
             errors.append(np.linalg.norm(diff, axis=-1)[ok])
-            speeds.append(point_speed(ex)[:, part][ok])
+            speeds.append(speed[:, part][ok])
             if ok.any():
                 biases.append(diff[ok].mean(axis=0))
             if part in HANDS:
-                wrist_speed.append(point_speed(ex)[:, part.start][exists])
+                wrist_speed.append(speed[:, part.start][exists])
                 lost = exists & ~hit
                 missed.append(lost[exists])
                 other = HANDS[1] if part == HANDS[0] else HANDS[0]
