@@ -39,7 +39,6 @@ Checkpoint layout: `model/` (`weights.pt`, `config.json`: the TwoStreamConfig), 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -62,7 +61,7 @@ from training.checkpoint import load_sign2gloss, save_sign2gloss, write_checkpoi
 from training.cli import LOG_FORMAT, recipe_main
 from training.distributed import autocast, gather, sync_buffers_from_rank0, worker_context, wrap_ddp
 from training.evaluation import choose_head, decode_split, run_model, score_heads
-from training.ray_train import ScalingSection, fit, report_epoch, write_summary
+from training.ray_train import ScalingSection, finished_summary, fit, report_epoch, write_summary
 from training.run_log import CurveSpec, RunLog
 from training.schedule import EpochBudget, make_lr_scheduler
 
@@ -645,29 +644,14 @@ def stage_config(cfg: RecognitionConfig, stream: str) -> RecognitionConfig:
         raise ValueError(f"stream_pretraining, the {stream} stage: {e}") from e
 
 
-def finished_summary(cfg: RecognitionConfig) -> dict | None:
-    """The summary of a run of exactly this config that ran to its end (`run` returned), else None."""
-    import yaml
-
-    from training.checkpoint import BEST_FILE
-
-    cfg = absolute_paths(cfg)
-    summary_path, config_path = cfg.run_dir / BEST_FILE, cfg.run_dir / "config.yaml"
-    if not (summary_path.exists() and config_path.exists()):
-        return None
-    summary = json.loads(summary_path.read_text())
-    same = yaml.safe_load(config_path.read_text()) == cfg.model_dump(mode="json")
-    return summary if same and summary.get("finished") else None
-
-
 def run_stages(cfg: RecognitionConfig) -> dict:
     """`stream_pretraining`: each listed stream trained alone (or a finished run of the same config
     reused), then this network with those streams copied from the runs' best checkpoints. Returns
     the last run's summary with `stages` (stream -> its summary)."""
     stages = {}
     for stream in cfg.stream_pretraining.streams:
-        stage = stage_config(cfg, stream)
-        done = finished_summary(stage)
+        stage = absolute_paths(stage_config(cfg, stream))
+        done = finished_summary(stage.run_dir, stage)
         if done:
             log.info("stream_pretraining: %s stage reused (%s finished with this config)", stream, stage.run_dir)
         stages[stream] = done or run(stage)

@@ -242,7 +242,11 @@ def test_stream_pretraining_stages_and_reuse(tmp_path):
     the head choice cleared, lr_scale 1, then the overrides); a stage is reused only when a finished
     run of exactly its config exists."""
     from common.config import save_config
-    from jobs.train_recognition import absolute_paths, finished_summary, stage_config
+    from jobs.train_recognition import absolute_paths, stage_config
+    from training.ray_train import finished_summary as finished_run
+
+    def finished_summary(c):
+        return finished_run(absolute_paths(c).run_dir, absolute_paths(c))
 
     demo = REPO / "configs/recognition/demo_two_stream.yaml"
     cfg = load_config(RecognitionConfig, demo, [f"out_dir={tmp_path}", "stream_pretraining.streams=[rgb,keypoint]",
@@ -264,7 +268,7 @@ def test_stream_pretraining_stages_and_reuse(tmp_path):
     save_config(absolute_paths(rgb), run_dir / "config.yaml")
     (run_dir / "best_checkpoint.json").write_text(json.dumps({"run_dir": str(run_dir), "best_dev_wer": 9.5}))
     assert finished_summary(rgb) is None  # not finished (interrupted before `run` returned)
-    (run_dir / "best_checkpoint.json").write_text(json.dumps({"run_dir": str(run_dir), "best_dev_wer": 9.5, "finished": True}))
+    (run_dir / "best_checkpoint.json").write_text(json.dumps({"run_dir": str(run_dir), "best_dev_wer": 9.5, "wall_s": 3.0}))
     assert finished_summary(rgb)["best_dev_wer"] == 9.5
     assert finished_summary(rgb.model_copy(update={"train": rgb.train.model_copy(update={"epochs": 4})})) is None  # another config
 
@@ -485,7 +489,8 @@ def test_one_command_trains_each_stream_then_two_stream_from_both(tmp_path, shar
     alone, then TwoStream-SLR starting from both runs' best checkpoints (its frozen RGB block 1 is the
     RGB stage's, which started from another seed); batches of 2, 4 clips per optimizer step, the
     learning rate per epoch, the public temporal sampling, replicate padding, crop-following heatmaps."""
-    from jobs.train_recognition import run, stage_config, finished_summary
+    from jobs.train_recognition import absolute_paths, run, stage_config
+    from training.ray_train import finished_summary
 
     recipe = {"stream_pretraining.streams": "[rgb,keypoint]", "stream_pretraining.overrides": "[train.seed=1]",
               "train.epochs": 1, "final_eval": "false", "train.clips_per_step": 4, "optim.schedule_unit": "epoch",
@@ -500,7 +505,8 @@ def test_one_command_trains_each_stream_then_two_stream_from_both(tmp_path, shar
         assert stage_dir.name == f"tiny_{stream}" and summary["stages"][stream]["finished"]
         (h,) = _history(stage_dir)
         assert f"dev_wer_{stream}" in h and "dev_wer_fuse" not in h and h["dev_head"] == stream
-        assert finished_summary(stage_config(cfg, stream)) is not None  # a second command reuses it
+        stage = absolute_paths(stage_config(cfg, stream))
+        assert finished_summary(stage.run_dir, stage) is not None  # a second command reuses it
     final_dir = Path(summary["run_dir"])
     final_cfg = load_config(RecognitionConfig, final_dir / "config.yaml")
     assert final_cfg.pretrained.rgb_stream == summary["stages"]["rgb"]["run_dir"] and final_cfg.pretrained.rgb_s3d is None

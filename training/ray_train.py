@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from common.config import StrictModel
 from common.files import atomic_write_json
@@ -120,6 +120,21 @@ def report_epoch(metrics: dict, *, rank: int, save: Callable[[Path], None]) -> N
     with tempfile.TemporaryDirectory(prefix="signbridge_ckpt_") as tmp:
         save(Path(tmp))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def finished_summary(run_dir: str | Path, config: BaseModel) -> dict | None:
+    """The summary of the run in `run_dir` if it ran `config` exactly (its `config.yaml`) to its end
+    (the summary has `wall_s`, which every recipe writes last), else None."""
+    import json
+
+    import yaml
+
+    summary_path, config_path = Path(run_dir) / BEST_FILE, Path(run_dir) / "config.yaml"
+    if not (summary_path.exists() and config_path.exists()):
+        return None
+    summary = json.loads(summary_path.read_text())
+    same = yaml.safe_load(config_path.read_text()) == config.model_dump(mode="json")
+    return summary if same and "wall_s" in summary else None
 
 
 def write_summary(run_dir: str | Path, summary: dict) -> dict:

@@ -1,0 +1,177 @@
+"""The progressive pipeline of Chen et al. (CVPR 2022) in one command: corpus and shards (made if
+absent), Sign2Gloss, Gloss2Text, joint Sign2Text, and the results table of the paper's four tasks.
+
+    python jobs/joint_train.py                                        # the embedded synthetic demo
+    python jobs/joint_train.py --config configs/joint/phoenix2014t.yaml [key=value ...]
+    ray job submit --working-dir . -- python jobs/joint_train.py --config configs/joint/<corpus>.yaml
+
+Each stage is its recipe's own `run(cfg)` (jobs/train_recognition.py, jobs/train_translation.py,
+jobs/train_sign2text.py) with the stage's config file and overrides, its runs under
+`<out_dir>/<stage>/`. A stage whose run of exactly that config finished is skipped; an
+interrupted one resumes from its latest checkpoint (the recipes' own resume); a stage given
+`checkpoint:` uses that run or checkpoint instead of training. Sign2Text then joins the two
+checkpoints. At the end every task is evaluated on `evaluate.splits` with the best checkpoints:
+`<out_dir>/results.md` / `results.json` (laid out like the paper's tables) and
+`<out_dir>/pipeline.json` (each stage's summary and time).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, Field
+
+from common.config import StrictModel, load_config, save_config
+from common.files import atomic_write_json
+from training.cli import recipe_main
+from training.ray_train import finished_summary
+
+log = logging.getLogger("joint_train")
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "joint" / "demo.yaml"
+
+
+class StageSection(StrictModel):
+    config: str  # the recipe's config file
+    overrides: list[str] = []  # key=value, applied after it (the pipeline then sets out_dir and its inputs)
+    checkpoint: str | None = None  # a finished run (or checkpoint) of this stage to use instead of training it
+
+
+class CorpusSection(StrictModel):
+    synthesize: str | None = None  # a jobs/synthesize.py config: the synthetic corpus is made if absent
+    synthesize_overrides: list[str] = []
+    preprocess: str | None = None  # a jobs/preprocess.py config: the shards are made if absent (None: they exist)
+    preprocess_overrides: list[str] = []
+    shards: str  # the shards' folder (the preprocessing's out_dir)
+    dataset: str  # the primary dataset in it, e.g. synthetic-sgsl-a
+
+
+class EvaluateSection(StrictModel):
+    splits: list[str] = Field(["dev", "test"], min_length=1)
+    sign2gloss2text: bool = True  # the cascade row (recognise, then translate the predicted glosses)
+
+
+class JointConfig(StrictModel):
+    name: str
+    out_dir: str
+    corpus: CorpusSection
+    sign2gloss: StageSection
+    gloss2text: StageSection
+    sign2text: StageSection
+    evaluate: EvaluateSection = EvaluateSection()
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out_dir).resolve()
+
+
+def recipe(stage: str) -> tuple[type[BaseModel], Callable[[Any], dict], Callable[[Any], Any]]:
+    """(config schema, run, absolute_paths) of a stage's recipe job."""
+    if stage == "sign2gloss":
+        from jobs.train_recognition import RecognitionConfig, absolute_paths, run
+
+        return RecognitionConfig, run, absolute_paths
+    if stage == "gloss2text":
+        from jobs.train_translation import TranslationConfig, absolute_paths, run
+
+        return TranslationConfig, run, absolute_paths
+    from jobs.train_sign2text import Sign2TextConfig, absolute_paths, run
+
+    return Sign2TextConfig, run, absolute_paths
+
+
+def make_corpus(cfg: JointConfig) -> None:
+    """The synthetic corpus and the shards, each made only where absent or incomplete (both jobs
+    skip finished work and resume interrupted work)."""
+    c = cfg.corpus
+    if c.synthesize:
+        from jobs.synthesize import SynthesizeConfig, synthesize
+
+        synthesize(load_config(SynthesizeConfig, c.synthesize, c.synthesize_overrides))
+    if c.preprocess:
+        from jobs.preprocess import PreprocessConfig
+        from jobs.preprocess import run as preprocess
+
+        results = preprocess(load_config(PreprocessConfig, c.preprocess, [*c.preprocess_overrides, f"out_dir={c.shards}"]))
+        bad = [r for r in results if getattr(r, "errors", 0)]
+        if bad:
+            log.warning("preprocessing reported errors in %s", [getattr(r, "name", r) for r in bad])
+
+
+def stage_config(cfg: JointConfig, stage: str, inputs: list[str]) -> BaseModel:
+    """The stage's recipe config: its file, its overrides, then the pipeline's: where the run goes
+    and what it reads (`inputs`)."""
+    schema, _, absolute_paths = recipe(stage)
+    section: StageSection = getattr(cfg, stage)
+    return absolute_paths(load_config(schema, section.config, [*section.overrides, f"out_dir={cfg.root / stage}", *inputs]))
+
+
+def run_stage(cfg: JointConfig, stage: str, inputs: list[str]) -> dict:
+    """Train one stage (or reuse its finished run, or the given checkpoint). Returns its summary
+    with `run_dir`, `status` (given / skipped / trained) and `seconds`."""
+    t0 = time.time()
+    section: StageSection = getattr(cfg, stage)
+    if section.checkpoint:
+        log.info("%s: using the given %s", stage, section.checkpoint)
+        return {"run_dir": str(Path(section.checkpoint).resolve()), "status": "given", "seconds": 0.0}
+    stage_cfg = stage_config(cfg, stage, inputs)
+    done = finished_summary(stage_cfg.run_dir, stage_cfg)
+    if done:
+        log.info("%s: %s finished with this config, skipped", stage, stage_cfg.run_dir)
+        return {**done, "status": "skipped", "seconds": time.time() - t0}
+    log.info("%s: training %s", stage, stage_cfg.run_dir)
+    summary = recipe(stage)[1](stage_cfg)
+    return {**summary, "status": "trained", "seconds": time.time() - t0}
+
+
+def evaluate_all(cfg: JointConfig, runs: dict[str, dict]) -> dict:
+    """Every task on every split with the stages' best checkpoints; writes the results table."""
+    from training.evaluation import evaluate_gloss2text, evaluate_sign2gloss, evaluate_sign2gloss2text, evaluate_sign2text
+    from training.results_table import task_metrics, write_results_table
+
+    s2g, g2t, s2t = (runs[s]["run_dir"] for s in ("sign2gloss", "gloss2text", "sign2text"))
+    shards = str(Path(cfg.corpus.shards).resolve())
+    cells = {}
+    for split in cfg.evaluate.splits:
+        out = cfg.root / "evaluation" / split
+        cells[("s2g", split)] = task_metrics("s2g", evaluate_sign2gloss(s2g, split=split, shards=shards, out_dir=out / "sign2gloss"))
+        cells[("g2t", split)] = task_metrics("g2t", evaluate_gloss2text(g2t, split=split, out_dir=out / "gloss2text"))
+        if cfg.evaluate.sign2gloss2text:
+            cells[("s2g2t", split)] = task_metrics("s2g2t", evaluate_sign2gloss2text(s2g, g2t, split=split, shards=shards,
+                                                                                     out_dir=out / "sign2gloss2text"))
+        cells[("s2t", split)] = task_metrics("s2t", evaluate_sign2text(s2t, split=split, shards=shards, out_dir=out / "sign2text"))
+    return write_results_table(cfg.root, cells)
+
+
+def run(cfg: JointConfig) -> dict:
+    """Run (or resume) the pipeline; returns {"stages", "results", "files"} (also pipeline.json)."""
+    t0 = time.time()
+    cfg.root.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, cfg.root / "pipeline.yaml")
+    make_corpus(cfg)
+    data = [f"data.shards={Path(cfg.corpus.shards).resolve()}", f"data.dataset={cfg.corpus.dataset}"]
+    runs = {"sign2gloss": run_stage(cfg, "sign2gloss", data), "gloss2text": run_stage(cfg, "gloss2text", [])}
+    runs["sign2text"] = run_stage(cfg, "sign2text", [*data, f"model.sign2gloss={runs['sign2gloss']['run_dir']}",
+                                                     f"model.gloss2text={runs['gloss2text']['run_dir']}"])
+    results = evaluate_all(cfg, runs)
+    files = [str(cfg.root / "results.md"), str(cfg.root / "results.json")]
+    summary = {"stages": runs, "results": results, "files": files, "wall_s": time.time() - t0}
+    atomic_write_json(cfg.root / "pipeline.json", summary)
+    print((cfg.root / "results.md").read_text())
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in argv:
+        argv = ["--config", str(DEFAULT_CONFIG), *argv]
+    return recipe_main(JointConfig, run, __doc__.splitlines()[0], argv)
+
+
+if __name__ == "__main__":
+    main()
