@@ -39,6 +39,7 @@ import torch
 from pydantic import Field
 
 from common.config import StrictModel, save_config
+from common.files import atomic_directory
 from models.vl_mapper import MapperInput
 from pipelines.recognition_batches import RecognitionCollate, in_share, shard_columns, train_batches
 from pipelines.sign2text_batches import FeatureCollate, Sign2TextCollate, TextTargets
@@ -193,9 +194,10 @@ def prepare_assets(cfg: Sign2TextConfig) -> tuple[Path, dict]:
     model, s2g, g2t = build_model(cfg)
     if s2g.uses_keypoints and manifest.get("keypoint_backend") in (None, "none"):
         raise ValueError(f"{cfg.data.shards}: the shards have no keypoints but the Sign2Gloss model has a keypoint stream")
-    save_sign2text(assets / "init" / "model", model=model, vocab=s2g.vocab, tokenizer_dir=g2t.path / "model" / "tokenizer",
-                   collate=s2g.collate, text=g2t.text, frame_stride=s2g.frame_stride, keypoint_backend=s2g.keypoint_backend)
-    (assets / "spec.json").write_text(json.dumps(spec))
+    with atomic_directory(assets) as tmp:
+        save_sign2text(tmp / "init" / "model", model=model, vocab=s2g.vocab, tokenizer_dir=g2t.path / "model" / "tokenizer",
+                       collate=s2g.collate, text=g2t.text, frame_stride=s2g.frame_stride, keypoint_backend=s2g.keypoint_backend)
+        (tmp / "spec.json").write_text(json.dumps(spec))
     log.info("initial Sign2Text model from %s and %s in %s", s2g.path, g2t.path, assets / "init")
     return assets, manifest
 

@@ -77,7 +77,7 @@ class FeatureCollate:
         T = max(lengths)
         features = {}
         for s in self.streams:
-            arrays = [np.asarray(r[feature_column(s)], dtype=np.float32) for r in rows]
+            arrays = [np.array(r[feature_column(s)], dtype=np.float32) for r in rows]  # a writable copy
             out = torch.zeros(len(rows), T, arrays[0].shape[-1])
             for b, a in enumerate(arrays):
                 out[b, : len(a)] = torch.from_numpy(a)

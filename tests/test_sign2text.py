@@ -136,31 +136,31 @@ def _feature_files(folder: Path) -> dict[str, float]:
 
 
 def test_feature_cache_matches_the_backbone_is_reused_and_keyed_by_checkpoint(tmp_path, shards):
-    import pyarrow.parquet as pq
-
-    from pipelines.recognition_batches import RecognitionCollate
+    from pipelines.recognition_batches import RecognitionCollate, shard_columns
     from pipelines.shards import read_shards
+    from pipelines.video_collate import rows_of
     from training.checkpoint import load_sign2gloss
-    from training.feature_cache import build_feature_cache
+    from training.feature_cache import build_feature_cache, read_feature_split
 
     s2g = tiny_sign2gloss(tmp_path / "s2g")
     first = build_feature_cache(s2g, str(shards), "syn_aaa", ["train", "dev"])
     assert first["computed"] == ["train", "dev"]
-    rows = [r for f in sorted(Path(first["splits"]["dev"]).glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+    rows = read_feature_split(first["splits"]["dev"]).take_all()
     assert sorted(r["name"] for r in rows) == ["dev_008", "dev_009", "dev_010"]
 
     # each cached row equals the backbone on that clip alone (evaluation view of the checkpoint's collate)
     ck = load_sign2gloss(s2g)
     collate = RecognitionCollate(ck.collate, train=False, glosses=ck.vocab.glosses)
-    source = {r["name"]: r for b in read_shards(str(shards), "syn_aaa", "dev").iter_batches(batch_format="numpy", batch_size=8)
-              for r in (dict(zip(b, vals)) for vals in zip(*b.values()))}
+    dev = read_shards(str(shards), "syn_aaa", "dev", columns=shard_columns(False))
+    source = {str(r["name"]): r for b in dev.iter_batches(batch_format="numpy", batch_size=8) for r in rows_of(b)}
     for row in rows:
         clip = collate([source[row["name"]]])
         with torch.no_grad():
             want = ck.model.backbone(clip["frames"], clip["frame_lengths"])
-        got = np.asarray(row["features_rgb"]).reshape(row["steps"], -1)
-        assert row["steps"] == int(want["lengths"][0]) == 3 + (int(row["name"][-3:]) % 3 == 2)  # 12-14 frames -> T/4
-        assert row["text"] == TEXTS[int(row["name"][-3:]) - 8] and row["gloss"] == source[row["name"]]["gloss"]
+        got = np.asarray(row["features_rgb"])
+        frames = 12 + int(row["name"][-3:]) % 3  # write_corpus's clip lengths
+        assert row["steps"] == int(want["lengths"][0]) == -(-frames // 4)  # a clip alone: ceil(T / 4) steps
+        assert row["text"] == TEXTS[int(row["name"][-3:]) - 8] and row["gloss"] == str(source[row["name"]]["gloss"])
         np.testing.assert_allclose(got, want["stream_features"]["rgb"][0, : row["steps"]].numpy(), rtol=1e-5, atol=1e-6)
 
     # a second build finds it: nothing computed, no file rewritten

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.files import atomic_write_json
+from common.files import atomic_directory, atomic_write_json
 from pipelines.recognition_batches import RecognitionCollate, shard_columns
 from pipelines.sign2text_batches import feature_column
 from training.checkpoint import CONFIG_FILE, MODEL_DIR, WEIGHTS_FILE, load_sign2gloss, resolve_checkpoint
@@ -132,11 +131,8 @@ def build_feature_cache(checkpoint: str | Path, shards: str, dataset: str | None
         ds = ds.map_batches(BackboneActor, fn_constructor_kwargs={"checkpoint": str(ck.path), "dtype": dtype},
                             batch_size=videos_per_batch, batch_format="numpy", compute=ActorPoolStrategy(size=actors),
                             num_cpus=cpus_per_actor, num_gpus=gpus)
-        tmp = root / f".{split}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        ds.write_parquet(str(tmp))
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        with atomic_directory(out) as tmp:
+            ds.write_parquet(str(tmp))
         done[split] = {"rows": sum(1 for _ in _parquet_rows(out))}
         computed.append(split)
         atomic_write_json(manifest_path, {"key": key, "checkpoint": str(ck.path), "shards": dataset_uri(shards, dataset),
