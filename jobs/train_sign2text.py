@@ -48,7 +48,7 @@ from training import state as train_state
 from training.checkpoint import load_sign2text, load_sign2text_sources, save_sign2text, write_checkpoint
 from training.cli import LOG_FORMAT, recipe_main
 from training.distributed import autocast, gather, sync_buffers_from_rank0, worker_context, wrap_ddp
-from training.evaluation import decode_sign2text, score_heads, score_texts
+from training.evaluation import decode_sign2text, move_to, score_heads, score_texts
 from training.ray_train import ScalingSection, fit, report_epoch, write_summary
 from training.run_log import CurveSpec, RunLog
 from training.schedule import EpochBudget, make_lr_scheduler
@@ -271,7 +271,7 @@ def train_epoch(model, ddp_model, batches, optimizer, scheduler, progress: train
     sums: dict[str, Any] = {"losses": {}, "clips": 0, "infeasible": 0, "steps": 0, "clipped": 0}
     params = [p for p in model.parameters() if p.requires_grad]
     for batch in batches:
-        batch = {k: _to(v, device) for k, v in batch.items()}
+        batch = move_to(batch, device)
         with autocast(device):
             loss, parts = ddp_model(batch, label_smoothing=cfg.loss.label_smoothing, ctc_weight=cfg.loss.ctc_weight,
                                     translation_weight=cfg.loss.translation_weight)
@@ -289,14 +289,6 @@ def train_epoch(model, ddp_model, batches, optimizer, scheduler, progress: train
         sums["steps"] += 1
         sums["clipped"] += int(0 < cfg.optim.grad_clip < norm)
     return sums
-
-
-def _to(value, device: torch.device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, dict):
-        return {k: _to(v, device) for k, v in value.items()}
-    return value
 
 
 def train_metrics(per_worker: list[dict], seconds: float) -> dict:

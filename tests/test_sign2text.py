@@ -220,3 +220,44 @@ def test_joint_training_resumes_keeps_best_and_its_checkpoint_translates_alone(t
     lines = (tmp_path / "eval" / "translations.tsv").read_text().splitlines()
     assert lines[0] == "name\thypothesis\treference" and [line.split("\t")[2] for line in lines[1:]] == TEXTS[:3]
     assert os.path.getsize(tmp_path / "eval" / "glosses.tsv") > 0
+
+
+@pytest.mark.parametrize("finetune", [False, True], ids=["frozen_every_step", "finetune"])
+def test_training_from_frames_with_the_backbone_frozen_or_fine_tuned(tmp_path, finetune, one_torch_thread):
+    """The recipe's epoch from frames (no feature cache): text targets beside the recognition batch,
+    one Adam group per module; the backbone moves only when fine-tuned."""
+    from test_train_recognition import ListShard
+    from video_fixtures import make_frames
+
+    from jobs.train_sign2text import build_model, epoch_batches, make_collate, make_optimizer, train_epoch
+    from training.checkpoint import save_sign2text
+    from training.state import Progress
+
+    s2g, g2t = tiny_sign2gloss(tmp_path / "s2g"), tiny_gloss2text(tmp_path / "g2t")
+    cfg = _config(tmp_path, "/nowhere", s2g, g2t, **{"data.feature_cache": "false", "train.finetune_backbone": str(finetune).lower(),
+                                                    "data.shuffle_buffer": 0, "optim.lr_backbone": 1e-2})
+    assert not cfg.uses_cache()
+    model, a, b = build_model(cfg)
+    save_sign2text(tmp_path / "init" / "model", model=model, vocab=a.vocab, tokenizer_dir=b.path / "model" / "tokenizer",
+                   collate=a.collate, text=b.text)
+    ck = load_sign2text(tmp_path / "init")
+    model = ck.model.train()
+    rows = [{"name": f"v{i}", "gloss": "G0 G1", "text": TEXTS[i % 5], "num_frames": 12 + i % 3, "height": 40, "width": 48,
+             "frames": make_frames(12 + i % 3, i)} for i in range(8)]
+    collate = make_collate(cfg, ck, train=True, generator=0)
+    batches = list(epoch_batches(ListShard(rows), collate, cfg, epoch=0, rank=0))
+    assert [len(x["names"]) for x in batches] == [4, 4] and batches[0]["frames"].shape[-1] == 32
+    assert batches[0]["decoder_input_ids"][:, 0].eq(ck.tokenizer.lang_id("de_DE")).all()
+    assert batches[0]["text_labels"].eq(ck.tokenizer.eos_id).sum() == 4  # one </s> per text
+
+    optimizer = make_optimizer(model, cfg)
+    names = [g["name"] for g in optimizer.param_groups]
+    assert names == (["backbone", "visual_head", "mapper", "translation"] if finetune else ["visual_head", "mapper", "translation"])
+    assert optimizer.param_groups[names.index("translation")]["lr"] == cfg.optim.lr_translation
+    before = {k: v.clone() for k, v in model.recognizer.backbones.state_dict().items()}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    sums = train_epoch(model, model, iter(batches), optimizer, scheduler, Progress(), cfg, torch.device("cpu"))
+    assert sums["clips"] == 8 and sums["steps"] == 2 and np.isfinite(sums["losses"]["total"])
+    after = model.recognizer.backbones.state_dict()
+    moved = [k for k, v in before.items() if v.dtype.is_floating_point and not torch.equal(v, after[k])]
+    assert bool(moved) == finetune  # frozen: weights and BatchNorm statistics untouched

@@ -131,7 +131,7 @@ def decode_sign2text(model, batches: Iterable[dict], tokenizer, vocab: GlossVoca
     out = {"names": [], "texts": [], "hyps": [], "glosses": [], "gloss_hyps": []}
     with torch.no_grad():
         for batch in batches:
-            on_device = {k: _to(v, device) for k, v in batch.items()}
+            on_device = move_to(batch, device)
             with autocast(device):
                 ids, visual = model.translate(on_device, num_beams=num_beams, length_penalty=length_penalty,
                                               max_length=max_length)
@@ -145,12 +145,12 @@ def decode_sign2text(model, batches: Iterable[dict], tokenizer, vocab: GlossVoca
     return out
 
 
-def _to(value, device: torch.device):
-    """Tensors (also inside a dict) moved to `device`; anything else as it is."""
+def move_to(value, device: torch.device):
+    """Tensors (also inside dicts) moved to `device`; anything else as it is."""
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=True)
     if isinstance(value, dict):
-        return {k: _to(v, device) for k, v in value.items()}
+        return {k: move_to(v, device) for k, v in value.items()}
     return value
 
 
