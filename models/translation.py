@@ -152,14 +152,24 @@ class GlossToText(nn.Module):
     def embed_source(self, gloss_ids: torch.Tensor, gloss_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """gloss_ids (B, S) right-padded, gloss_lengths (B,) -> inputs_embeds (B, S+2, D) with
         `</s> <src_lang>` right after each sequence, and the attention mask (B, S+2)."""
-        B, S = gloss_ids.shape
         x = F.embedding(gloss_ids, self.gloss_table(), padding_idx=self.gloss_pad_id) * self.embed_scale
-        D = x.shape[-1]
+        return self.append_source_suffix(x, gloss_lengths)
+
+    def append_source_suffix(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source embeddings x (B, S, D), valid lengths (B,) -> (B, S+2, D) with the embeddings of
+        `</s> <src_lang>` right after each sequence's last valid step (zeros after), and the
+        attention mask (B, S+2). mBART's encoder adds its learned position embeddings to these."""
+        B, S, D = x.shape
+        if S + 2 > self.config.max_position_embeddings:
+            raise ValueError(f"a source of {S} steps (+2 for </s> <lang>) exceeds the mBART's "
+                             f"max_position_embeddings {self.config.max_position_embeddings}")
+        lengths = lengths.to(x.device)
+        x = x * (torch.arange(S, device=x.device)[None, :] < lengths[:, None])[..., None].to(x.dtype)
         x = torch.cat([x, x.new_zeros(B, 2, D)], dim=1)
         suffix = self.mbart.get_input_embeddings()(torch.tensor([self.eos_id, self.src_lang_id], device=x.device))
-        positions = gloss_lengths[:, None] + torch.arange(2, device=x.device)  # (B, 2)
+        positions = lengths[:, None] + torch.arange(2, device=x.device)  # (B, 2)
         x = x.scatter(1, positions[..., None].expand(B, 2, D), suffix.to(x.dtype).expand(B, 2, D))
-        mask = torch.arange(S + 2, device=x.device)[None] < (gloss_lengths + 2)[:, None]
+        mask = torch.arange(S + 2, device=x.device)[None] < (lengths + 2)[:, None]
         return x, mask.long()
 
     def forward(
@@ -177,6 +187,12 @@ class GlossToText(nn.Module):
         computed for those positions only (padding costs nothing there).
         """
         inputs_embeds, mask = self.embed_source(gloss_ids, gloss_lengths)
+        return self.forward_embeds(inputs_embeds, mask, decoder_input_ids, labels, label_smoothing)
+
+    def forward_embeds(self, inputs_embeds: torch.Tensor, mask: torch.Tensor, decoder_input_ids: torch.Tensor,
+                       labels: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+        """`forward` from source embeddings (B, S, D) and their attention mask (B, S) (see
+        `append_source_suffix`): logits, or the loss with labels."""
         hidden = self.mbart.model(
             inputs_embeds=inputs_embeds,
             attention_mask=mask,
@@ -203,6 +219,13 @@ class GlossToText(nn.Module):
         """Hugging Face `generate` (beam search, or greedy with num_beams=1): per sample the
         generated ids without the start, `</s>` and padding."""
         inputs_embeds, mask = self.embed_source(gloss_ids, gloss_lengths)
+        return self.translate_embeds(inputs_embeds, mask, num_beams=num_beams, length_penalty=length_penalty,
+                                     max_length=max_length)
+
+    @torch.no_grad()
+    def translate_embeds(self, inputs_embeds: torch.Tensor, mask: torch.Tensor, *, num_beams: int = 5,
+                         length_penalty: float = 1.0, max_length: int = 100) -> list[list[int]]:
+        """`translate` from source embeddings (B, S, D) and their attention mask (B, S)."""
         encoder_outputs = self.mbart.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=mask)
         generation = GenerationConfig(
             num_beams=num_beams,

@@ -243,9 +243,19 @@ class TwoStreamSLR(nn.Module):
           `ensemble` (log of the mean of the main heads' probabilities) when there are >= 2;
         lengths: (B,) valid steps of those heads (T' = T/4 with four blocks);
         aux_log_probs: {stream: [(B, T_l, V), ...]} pyramid levels bottom-up; aux_lengths likewise;
+        stream_features: {stream: (B, T', C)} each stream's pooled top level (`backbone`);
         gloss_features: (B, T', head_hidden) of head `gloss_feature_head` (the V-L mapper's input);
+        backbone_features: (B, T', C or 2C) the input of that head;
         decode_head: the head to decode (`ensemble`, or the only stream).
         """
+        out = self.backbone(frames, frame_lengths, keypoints, frame_size, crop_zoom)
+        return {**out, **self.head_outputs(out["stream_features"], out["lengths"])}
+
+    def backbone(self, frames: torch.Tensor | None, frame_lengths: torch.Tensor, keypoints: torch.Tensor | None = None,
+                 frame_size: tuple[int, int] | None = None, crop_zoom: torch.Tensor | None = None) -> dict:
+        """Everything before the main heads: the S3D streams, lateral connections, sign pyramids and
+        their auxiliary heads. Returns `stream_features` {stream: (B, T', C)}, `lengths` (B,),
+        `aux_log_probs`, `aux_lengths` (see `forward`)."""
         c = self.config
         x = self._inputs(frames, keypoints, frame_size, crop_zoom)
         T_in = next(iter(x.values())).shape[2]
@@ -261,8 +271,7 @@ class TwoStreamSLR(nn.Module):
             for s in c.streams:
                 feats[s].append(x[s])
 
-        out = {"log_probs": {}, "logits": {}, "aux_log_probs": {}, "aux_lengths": {}, "decode_head": self.decode_head}
-        tops = {}
+        out = {"stream_features": {}, "aux_log_probs": {}, "aux_lengths": {}}
         for s in c.streams:
             levels = feats[s][-self.levels:]
             if c.pyramid:
@@ -270,20 +279,26 @@ class TwoStreamSLR(nn.Module):
                     levels[i - 1] = levels[i - 1] + up(levels[i], levels[i - 1].shape[2:])
             pooled = [lv.mean(dim=(3, 4)).transpose(1, 2) for lv in levels]  # (B, T_l, C_l)
             lengths = [valid_lengths(frame_lengths, T_in, p.shape[1]) for p in pooled]
-            tops[s] = pooled[-1]
+            out["stream_features"][s] = pooled[-1]
             out["lengths"] = lengths[-1]
             if c.pyramid:
                 aux = [h(p, n) for h, p, n in zip(self.aux_heads[s], pooled[:-1], lengths[:-1])]
                 out["aux_log_probs"][s] = [a["log_probs"] for a in aux]
                 out["aux_lengths"][s] = lengths[:-1]
-        inputs = dict(tops)
+        return out
+
+    def head_outputs(self, stream_features: dict[str, torch.Tensor], lengths: torch.Tensor) -> dict:
+        """The main heads on the streams' top features {stream: (B, T', C)}: `log_probs`, `logits`,
+        `gloss_features`, `backbone_features`, `decode_head` (see `forward`)."""
+        out = {"log_probs": {}, "logits": {}, "decode_head": self.decode_head}
+        inputs = dict(stream_features)
         if "fuse" in self.heads:
-            inputs["fuse"] = torch.cat([tops["keypoint"], tops["rgb"]], dim=-1)
+            inputs["fuse"] = torch.cat([stream_features["keypoint"], stream_features["rgb"]], dim=-1)
         for name, head in self.heads.items():
-            h = head(inputs[name], out["lengths"])
+            h = head(inputs[name], lengths)
             out["log_probs"][name], out["logits"][name] = h["log_probs"], h["logits"]
             if name == self.gloss_feature_head:
-                out["gloss_features"] = h["features"]
+                out["gloss_features"], out["backbone_features"] = h["features"], inputs[name]
         if len(self.heads) > 1:
             stacked = torch.stack(list(out["log_probs"].values()))
             out["log_probs"]["ensemble"] = torch.logsumexp(stacked, 0) - math.log(len(self.heads))
@@ -325,6 +340,8 @@ class TwoStreamSLR(nn.Module):
 
 
 STREAM_PARTS = ("backbones", "heads", "pyramids", "aux_heads")  # TwoStreamSLR's per-stream modules
+# TwoStreamSLR's modules that `backbone` runs (everything but the main heads)
+BACKBONE_PARTS = ("backbones", "rgb_to_keypoint", "keypoint_to_rgb", "pyramids", "aux_heads")
 
 
 def copy_stream(model: TwoStreamSLR, theirs: dict[str, torch.Tensor], stream: str) -> list[str]:

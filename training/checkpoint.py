@@ -5,14 +5,14 @@
         config.json       {"family", "format", "model": its config, ...what using it needs}
         weights.pt        the state dict (an EMA's, where the run exports one)
         gloss_vocab.json  the gloss vocabulary (every family has one)
-        tokenizer/        gloss2text: the SentencePiece model, or the pruned mBART's tokenizer
-                          with its id map
+        tokenizer/        gloss2text, sign2text: the SentencePiece model, or the pruned mBART's
+                          tokenizer with its id map
       train_state.pt      optimizer, scheduler, RNGs, progress (training/state.py)
       config.yaml         the resolved run config
       metrics.json        the metrics of the epoch that wrote it
 
-`load_sign2gloss(path)` and `load_gloss2text(path)` return a ready model with its config and
-assets; `load_checkpoint(path)` picks the loader from `model/config.json`. A path may be a run
+`load_sign2gloss(path)`, `load_gloss2text(path)` and `load_sign2text(path)` return a ready model
+with its config and assets; `load_checkpoint(path)` picks the loader from `model/config.json`. A path may be a run
 directory: `resolve_checkpoint` turns it into its best checkpoint. Checkpoints of the layout
 before this contract (recognition: `gloss_vocab.json` beside `model/`; translation:
 `model/model.pt` + `translation_model.json` + `mbart_config.json`) still load.
@@ -41,7 +41,7 @@ FORMAT = 1
 MODEL_DIR, CONFIG_FILE, WEIGHTS_FILE = "model", "config.json", "weights.pt"
 VOCAB_FILE, TOKENIZER_DIR = "gloss_vocab.json", "tokenizer"
 RUN_CONFIG_FILE, METRICS_FILE, BEST_FILE = "config.yaml", "metrics.json", "best_checkpoint.json"
-FAMILIES = ("sign2gloss", "gloss2text")
+FAMILIES = ("sign2gloss", "gloss2text", "sign2text")
 
 
 class CheckpointError(ValueError):
@@ -81,10 +81,10 @@ def model_family(path: str | Path) -> str:
     raise CheckpointError(f"{ckpt}: model/ has neither {CONFIG_FILE} nor translation_model.json; not a signbridge checkpoint")
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> "Sign2GlossCheckpoint | Gloss2TextCheckpoint":
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> "Sign2GlossCheckpoint | Gloss2TextCheckpoint | Sign2TextCheckpoint":
     """Any family's checkpoint (or a run directory's best one)."""
     family = model_family(path)
-    loaders = {"sign2gloss": load_sign2gloss, "gloss2text": load_gloss2text}
+    loaders = {"sign2gloss": load_sign2gloss, "gloss2text": load_gloss2text, "sign2text": load_sign2text}
     if family not in loaders:
         raise CheckpointError(f"{path}: unknown model family {family!r} (known: {', '.join(FAMILIES)})")
     return loaders[family](path, map_location)
@@ -236,3 +236,123 @@ def load_gloss2text(path: str | Path, map_location: str | torch.device = "cpu") 
         path=ckpt, model=model.eval(), tokenizer=load_text_tokenizer(assets / TOKENIZER_DIR),
         vocab=GlossVocabulary.load(assets / VOCAB_FILE), text=text, metrics=metrics, run_config=run_config,
     )
+
+
+# ---- Sign2Text: recognizer + V-L mapper + mBART, gloss vocabulary, text tokenizer, input and text settings
+
+
+@dataclass
+class Sign2TextCheckpoint:
+    """A loaded Sign2Text checkpoint: everything to go from frames (and keypoints) to glosses and
+    text. `vocab` is the recognizer's gloss vocabulary (CTC classes), `collate` / `frame_stride` /
+    `keypoint_backend` its input settings, `text` the Gloss2Text settings (src_lang, tgt_lang, ...)."""
+
+    path: Path
+    model: Any  # models.sign2text.SignToText, in eval mode
+    vocab: GlossVocabulary
+    tokenizer: Any  # pipelines.text_tokenizer.TextTokenizer
+    collate: Any  # pipelines.video_collate.VideoCollateConfig
+    text: dict
+    frame_stride: int = 1
+    keypoint_backend: str | None = None
+    metrics: dict = field(default_factory=dict)
+    run_config: dict = field(default_factory=dict)
+
+    @property
+    def uses_keypoints(self) -> bool:
+        return "keypoint" in self.model.recognizer.config.streams
+
+
+def save_sign2text(directory: str | Path, *, model, vocab: GlossVocabulary, tokenizer_dir: str | Path, collate,
+                   text: dict, frame_stride: int = 1, keypoint_backend: str | None = None) -> None:
+    """Write `model/` of a Sign2Text checkpoint: weights, config (the three networks' configs,
+    input and text settings), the recognizer's gloss vocabulary and a copy of the text tokenizer."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    missing = [k for k in TEXT_SETTINGS if k not in text]
+    if missing:
+        raise ValueError(f"save_sign2text: text settings {missing} missing")
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    vocab.save(directory / VOCAB_FILE)
+    shutil.copytree(tokenizer_dir, directory / TOKENIZER_DIR)
+    atomic_write_json(directory / CONFIG_FILE, {
+        "family": "sign2text", "format": FORMAT, "model": model.config_dict(),
+        "inputs": {"collate": collate.model_dump(mode="json"), "frame_stride": frame_stride, "keypoint_backend": keypoint_backend},
+        "text": {k: text[k] for k in TEXT_SETTINGS},
+    })
+
+
+def load_sign2text(path: str | Path, map_location: str | torch.device = "cpu") -> Sign2TextCheckpoint:
+    """A Sign2Text checkpoint (or a run directory's best one) -> model (eval mode), vocabulary,
+    tokenizer, input and text settings."""
+    from models.sign2text import SignToText
+    from pipelines.text_tokenizer import load_text_tokenizer
+    from pipelines.video_collate import VideoCollateConfig
+
+    ckpt = resolve_checkpoint(path)
+    config = _read(ckpt, "sign2text")
+    if not config:
+        raise CheckpointError(f"{ckpt}: a sign2text checkpoint without model/{CONFIG_FILE}")
+    run_config, metrics = _run_context(ckpt)
+    model_dir = ckpt / MODEL_DIR
+    model = SignToText.from_config_dict(config["model"])
+    model.load_state_dict(torch.load(model_dir / WEIGHTS_FILE, map_location=map_location, weights_only=True))
+    inputs = config["inputs"]
+    return Sign2TextCheckpoint(
+        path=ckpt, model=model.eval(), vocab=GlossVocabulary.load(model_dir / VOCAB_FILE),
+        tokenizer=load_text_tokenizer(model_dir / TOKENIZER_DIR), collate=VideoCollateConfig.model_validate(inputs["collate"]),
+        text=config["text"], frame_stride=inputs["frame_stride"], keypoint_backend=inputs.get("keypoint_backend"),
+        metrics=metrics, run_config=run_config,
+    )
+
+
+def load_sign2text_sources(sign2gloss: str | Path, gloss2text: str | Path,
+                           map_location: str | torch.device = "cpu") -> tuple[Sign2GlossCheckpoint, Gloss2TextCheckpoint, list[int]]:
+    """The two checkpoints a Sign2Text run starts from (each a checkpoint or a run directory), checked
+    to fit together: the same gloss vocabulary (after the Gloss2Text lower-casing), the widths the
+    joined model relies on, and mBART positions for the longest clip the recognizer's input settings
+    allow. Returns (sign2gloss, gloss2text, class_to_gloss: per recognizer class its Gloss2Text gloss id).
+    Raises FileNotFoundError / CheckpointError naming the checkpoint and what does not fit."""
+    loaded = []
+    for kind, path, loader in (("sign2gloss", sign2gloss, load_sign2gloss), ("gloss2text", gloss2text, load_gloss2text)):
+        try:
+            loaded.append(loader(path, map_location))
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"the {kind} checkpoint {path} is missing: {e}") from e
+        except CheckpointError as e:
+            raise CheckpointError(f"the {kind} checkpoint {path}: {e}") from e
+    s2g, g2t = loaded
+    where = f"sign2gloss {s2g.path} and gloss2text {g2t.path}"
+    if s2g.model.config.num_classes != len(s2g.vocab):
+        raise CheckpointError(f"{s2g.path}: its classifier has {s2g.model.config.num_classes} classes but its vocabulary "
+                              f"{len(s2g.vocab)} entries")
+    if g2t.model.gloss_embedding.num_embeddings != len(g2t.vocab):
+        raise CheckpointError(f"{g2t.path}: its gloss embedding has {g2t.model.gloss_embedding.num_embeddings} rows but its "
+                              f"vocabulary {len(g2t.vocab)} entries")
+    lower = g2t.text["lowercase_glosses"]
+    recognized = [g.lower() if lower else g for g in s2g.vocab.glosses]
+    only_s2g, only_g2t = sorted(set(recognized) - set(g2t.vocab.glosses)), sorted(set(g2t.vocab.glosses) - set(recognized))
+    if only_s2g or only_g2t or len(set(recognized)) != len(recognized):
+        raise CheckpointError(
+            f"{where}: the gloss vocabularies differ ({len(s2g.vocab.glosses)} vs {len(g2t.vocab.glosses)} glosses"
+            f"{', compared lower-cased' if lower else ''}; only in sign2gloss: {only_s2g[:8]}, only in gloss2text: "
+            f"{only_g2t[:8]}); both must be trained on the same corpus")
+    class_to_gloss = [g2t.vocab.stoi[g] for g in s2g.vocab.itos[:3]] + [g2t.vocab.stoi[g] for g in recognized]
+    steps = max_visual_steps(s2g)
+    positions = g2t.model.config.max_position_embeddings
+    if steps is not None and steps + 2 > positions:
+        raise CheckpointError(
+            f"{where}: the recognizer gives up to {steps} steps per clip (collate.max_frames "
+            f"{s2g.collate.max_frames}, {s2g.model.config.num_blocks} S3D blocks), + 2 for </s> <lang>, more than the "
+            f"mBART's {positions} positions; lower collate.max_frames or use an mBART with more positions")
+    return s2g, g2t, class_to_gloss
+
+
+def max_visual_steps(s2g: Sign2GlossCheckpoint) -> int | None:
+    """The most output steps the recognizer gives a clip under its input settings (None: unbounded).
+    S3D halves time in block 1, 4 and 5."""
+    max_frames = s2g.collate.max_frames
+    if max_frames is None:
+        return None
+    blocks = s2g.model.config.num_blocks
+    return -(-max_frames // (2 if blocks < 4 else 4 if blocks == 4 else 8))

@@ -119,6 +119,41 @@ def score_texts(hyps: list[str], refs: list[str], level: str) -> dict[str, float
     return translation_scores([scoring_form(h, level) for h in hyps], [scoring_form(r, level) for r in refs], level=level)
 
 
+# ---- Sign2Text -----------------------------------------------------------------------------------------
+
+
+def decode_sign2text(model, batches: Iterable[dict], tokenizer, vocab: GlossVocabulary, *, num_beams: int,
+                     length_penalty: float, max_length: int, device: torch.device, gloss_beam_width: int = 1) -> dict:
+    """Translate collated Sign2Text batches (models.sign2text.SignToText.visual's inputs) with beam
+    search, and decode the recognizer's glosses (its decode head, CTC greedy or beam). Returns names,
+    texts (references), hypotheses (texts), glosses (references, as annotated) and gloss hypotheses."""
+    model.eval()
+    out = {"names": [], "texts": [], "hyps": [], "glosses": [], "gloss_hyps": []}
+    with torch.no_grad():
+        for batch in batches:
+            on_device = move_to(batch, device)
+            with autocast(device):
+                ids, visual = model.translate(on_device, num_beams=num_beams, length_penalty=length_penalty,
+                                              max_length=max_length)
+            head = visual["decode_head"]
+            decoded = decode_heads(visual, [head], gloss_beam_width)[head]
+            out["hyps"].extend(tokenizer.decode(x) for x in ids)
+            out["gloss_hyps"].extend(vocab.decode(x) for x in decoded)
+            out["names"].extend(batch["names"])
+            out["texts"].extend(batch["texts"])
+            out["glosses"].extend(batch["glosses"])
+    return out
+
+
+def move_to(value, device: torch.device):
+    """Tensors (also inside dicts) moved to `device`; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: move_to(v, device) for k, v in value.items()}
+    return value
+
+
 # ---- a checkpoint on a whole split (jobs/evaluate.py and the recipes' final evaluation) ----------------
 
 
@@ -263,5 +298,67 @@ def evaluate_gloss2text(checkpoint: str | Path, *, split: str | None = None, ann
         "scores": scores, "decode": decode, "decode_sentences_per_s": len(samples) / max(1e-9, decode_s),
         "encoding": stats.summary(), "out_dir": str(out),
     }
+    atomic_write_json(out / "scores.json", summary)
+    return summary
+
+
+def evaluate_sign2text(checkpoint: str | Path, *, split: str | None = None, shards: str | None = None,
+                       dataset: str | None = None, out_dir: str | Path | None = None, num_beams: int | None = None,
+                       length_penalty: float | None = None, max_length: int | None = None, batch_size: int | None = None,
+                       limit: int | None = None) -> dict:
+    """Translate a preprocessed split (its frames and keypoints: the checkpoint alone, no feature
+    cache) with a Sign2Text checkpoint (or a run directory's best one) and score BLEU-1..4 / ROUGE-L
+    against the texts, and the recognizer's glosses (CTC greedy) by WER. Defaults come from the run:
+    its shards, dev split and `decode` settings. Writes `translations.tsv` (name, hypothesis,
+    reference), `hypotheses.txt`, `references.txt`, `glosses.tsv` and `scores.json` into `out_dir`
+    (default `<run dir>/eval_<split>`)."""
+    from metrics.translation import level_for
+    from pipelines.recognition_batches import RecognitionCollate, eval_batches, shard_columns
+    from pipelines.shards import read_manifest, read_shards
+    from pipelines.sign2text_batches import Sign2TextCollate, TextTargets
+    from pipelines.text_tokenizer import scoring_form
+    from training.checkpoint import load_sign2text
+    from training.ray_cluster import init_ray
+
+    device = _device()
+    ck = load_sign2text(checkpoint, map_location=device)
+    data, run_decode = ck.run_config.get("data", {}), ck.run_config.get("decode", {})
+    split = split or data.get("dev_split", "dev")
+    root, name = (shards, dataset) if shards is not None else (data.get("shards"), dataset or data.get("dataset"))
+    if root is None:
+        raise ValueError(f"{ck.path}: the checkpoint names no shards (no config.yaml); pass the shards' root")
+    manifest = read_manifest(root, name)
+    decode = {"num_beams": num_beams if num_beams is not None else run_decode.get("num_beams", 5),
+              "length_penalty": length_penalty if length_penalty is not None else run_decode.get("length_penalty", 1.0),
+              "max_length": max_length if max_length is not None else run_decode.get("max_length", 100)}
+    bs = batch_size if batch_size is not None else run_decode.get("batch_size", 4)
+    model = ck.model.to(device)
+    init_ray(job_priority=True)
+    ds = read_shards(root, name, split, columns=shard_columns(ck.uses_keypoints) + ["text"])
+    if limit:
+        ds = ds.limit(limit)
+    targets = TextTargets(ck.tokenizer, ck.tokenizer.lang_id(ck.text["tgt_lang"]), ck.text["max_target_length"])
+    collate = Sign2TextCollate(RecognitionCollate(ck.collate, train=False, glosses=ck.vocab.glosses, frame_stride=ck.frame_stride),
+                               targets)
+    t0 = time.time()
+    dec = decode_sign2text(model, eval_batches(ds.iter_batches(batch_format="numpy", batch_size=bs), collate, bs), ck.tokenizer,
+                           ck.vocab, device=device, **decode)
+    decode_s = time.time() - t0
+    order = sorted(range(len(dec["names"])), key=lambda i: dec["names"][i])
+    names, refs, hyps = ([dec[k][i] for i in order] for k in ("names", "texts", "hyps"))
+    level = data.get("level") or level_for(manifest["corpus"])
+    scores = score_texts(hyps, refs, level)
+    gloss_scores = score_heads([dec["glosses"][i] for i in order], {"gloss": [dec["gloss_hyps"][i] for i in order]},
+                               manifest["corpus"])["gloss"]
+
+    out = Path(out_dir) if out_dir is not None else ck.path.parent / f"eval_{split}"
+    atomic_write_text(out / "hypotheses.txt", "".join(scoring_form(h, level) + "\n" for h in hyps))
+    atomic_write_text(out / "references.txt", "".join(scoring_form(r, level) + "\n" for r in refs))
+    atomic_write_text(out / "translations.tsv", "name\thypothesis\treference\n" + "".join(
+        f"{n}\t{scoring_form(h, level)}\t{scoring_form(r, level)}\n" for n, h, r in zip(names, hyps, refs)))
+    atomic_write_text(out / "glosses.tsv", "".join(f"{dec['names'][i]}\t{' '.join(dec['gloss_hyps'][i])}\n" for i in order))
+    summary = {"task": "s2t", "checkpoint": str(ck.path), "shards": root, "dataset": name, "corpus": manifest["corpus"],
+               "split": split, "sentences": len(names), "level": level, "scores": scores, "wer": gloss_scores["wer"],
+               "decode": decode, "decode_clips_per_s": len(names) / max(1e-9, decode_s), "out_dir": str(out)}
     atomic_write_json(out / "scores.json", summary)
     return summary
