@@ -22,6 +22,24 @@ checkpoint was selected with on dev (`dev_head`; `--head` overrides). Writes `hy
 `hypotheses_<head>.tsv` for every head, `references.tsv` and `scores.json` into `--out` (default
 `<checkpoint's run dir>/eval_<split>`).
 
+    python jobs/evaluate.py --task s2g2t --sign2gloss RUN_OR_CHECKPOINT --gloss2text RUN_OR_CHECKPOINT
+        [--split dev] [--shards ROOT [--dataset NAME]] [--beam-width 5] [--head ...] [--num-beams 5 ...]
+        [--limit N] [--out DIR]
+
+s2g2t (Sign2Gloss2Text, the cascade): recognise a preprocessed split with the Sign2Gloss checkpoint,
+translate the recognised glosses with the Gloss2Text checkpoint, score BLEU-1..4 / ROUGE-L against the
+texts in the shards. Writes `sign2gloss/` (the recognition's files), `hypotheses.txt`,
+`references.txt`, `translations.tsv` and `scores.json` into `--out` (default `<Sign2Gloss run
+dir>/eval_s2g2t_<split>`).
+
+    python jobs/evaluate.py --task table --out DIR --result s2g:dev=eval_dev/scores.json
+        [--result g2t:test=...] [--result s2g2t:dev=...] [--result s2t:dev=metrics.json] ...
+
+table: the paper's results table from evaluation summaries (`scores.json` of the tasks above) or
+metrics JSON files (Sign2Text: `{"bleu1": .., "bleu4": .., "rouge": ..}`): rows Sign2Gloss (WER),
+Gloss2Text, Sign2Gloss2Text, Sign2Text (ROUGE, BLEU-1..4), dev and test columns, "–" where no result
+is given. Writes `results.md` and `results.json` into `--out`.
+
 Tasks register in `TASKS` (name -> function(argv) -> summary dict).
 """
 
@@ -31,10 +49,12 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 from training.cli import LOG_FORMAT
-from training.evaluation import evaluate_gloss2text, evaluate_sign2gloss
+from training.evaluation import evaluate_gloss2text, evaluate_sign2gloss, evaluate_sign2gloss2text
+from training.results_table import task_metrics, write_results_table
 
 
 def set_threads(threads: int | None) -> None:
@@ -82,7 +102,44 @@ def s2g_main(argv: list[str]) -> dict:
     return evaluate_sign2gloss(**args)
 
 
-TASKS: dict[str, Callable[[list[str]], dict]] = {"g2t": g2t_main, "s2g": s2g_main}
+def s2g2t_main(argv: list[str]) -> dict:
+    p = argparse.ArgumentParser(prog="evaluate.py --task s2g2t", description="Sign2Gloss2Text BLEU-1..4 / ROUGE-L")
+    p.add_argument("--sign2gloss", required=True, help="Sign2Gloss checkpoint or run directory (best checkpoint)")
+    p.add_argument("--gloss2text", required=True, help="Gloss2Text checkpoint or run directory (best checkpoint)")
+    p.add_argument("--split", default="dev")
+    p.add_argument("--shards", help="root of preprocessed datasets (default: the Sign2Gloss run's data.shards)")
+    p.add_argument("--dataset", help="dataset folder under --shards (default: the Sign2Gloss run's data.dataset)")
+    p.add_argument("--out", dest="out_dir")
+    p.add_argument("--beam-width", type=int, help="CTC beam width (default: the Sign2Gloss run's)")
+    p.add_argument("--head", choices=["auto", "rgb", "keypoint", "fuse", "ensemble"])
+    p.add_argument("--num-beams", type=int)
+    p.add_argument("--length-penalty", type=float)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--batch-size", type=int, help="translation batch size")
+    p.add_argument("--limit", type=int, help="first N videos only")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    args = vars(p.parse_args(argv))
+    set_threads(args.pop("threads"))
+    return evaluate_sign2gloss2text(**args)
+
+
+def table_main(argv: list[str]) -> dict:
+    p = argparse.ArgumentParser(prog="evaluate.py --task table", description="results table of the four tasks")
+    p.add_argument("--out", required=True, help="folder for results.md and results.json")
+    p.add_argument("--result", action="append", default=[], metavar="TASK:SPLIT=JSON",
+                   help="a cell: task (s2g, g2t, s2g2t, s2t), split (dev, test), a scores.json or metrics file")
+    args = p.parse_args(argv)
+    cells = {}
+    for item in args.result:
+        key, sep, path = item.partition("=")
+        task, colon, split = key.partition(":")
+        if not (sep and colon and path):
+            p.error(f"--result {item!r}: expected TASK:SPLIT=JSON, e.g. s2g:dev=eval_dev/scores.json")
+        cells[(task, split)] = task_metrics(task, json.loads(Path(path).read_text()), source=path)
+    return write_results_table(args.out, cells)
+
+
+TASKS: dict[str, Callable[[list[str]], dict]] = {"g2t": g2t_main, "s2g": s2g_main, "s2g2t": s2g2t_main, "table": table_main}
 
 
 def main(argv: list[str] | None = None) -> dict:

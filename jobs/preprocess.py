@@ -56,6 +56,7 @@ from pipelines.shards import (
 )
 from pipelines.video_io import FrameSpec, VideoError, VideoSource, decode_video, locate
 from pipelines.vocabulary import GlossVocabulary
+from training.ray_cluster import storage_path
 
 log = logging.getLogger("preprocess")
 
@@ -401,7 +402,7 @@ def preprocess_dataset(config: PreprocessConfig, *, overwrite: bool = False) -> 
     """Preprocess one corpus (one language) into `<out_dir>/<name>/`."""
     corpus = config.corpus
     name = config.name.format(corpus=corpus.name, language=corpus.language)
-    uri = config.out_dir.rstrip("/") + "/" + name
+    uri = storage_path(config.out_dir).rstrip("/") + "/" + name
     directory = DatasetDir(uri)
     samples_by_split: dict[str, list[Sample]] = {}
     for split in config.splits:

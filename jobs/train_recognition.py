@@ -62,6 +62,7 @@ from training.cli import LOG_FORMAT, recipe_main
 from training.distributed import autocast, gather, sync_buffers_from_rank0, worker_context, wrap_ddp
 from training.evaluation import choose_head, decode_split, run_model, score_heads
 from training.ray_train import ScalingSection, finished_summary, fit, report_epoch, write_summary
+from training.ray_cluster import storage_path
 from training.run_log import CurveSpec, RunLog
 from training.schedule import EpochBudget, make_lr_scheduler
 
@@ -241,9 +242,8 @@ class RecognitionConfig(StrictModel):
 def absolute_paths(cfg: RecognitionConfig) -> RecognitionConfig:
     """Local paths resolved against the current directory (Ray workers may run elsewhere)."""
     cfg = cfg.model_copy(deep=True)
-    cfg.out_dir = str(Path(cfg.out_dir).resolve())
-    if "://" not in cfg.data.shards:
-        cfg.data.shards = str(Path(cfg.data.shards).resolve())
+    cfg.out_dir = storage_path(cfg.out_dir)
+    cfg.data.shards = storage_path(cfg.data.shards)
     for field in ("rgb_s3d", "keypoint_s3d", "rgb_stream", "keypoint_stream"):
         if getattr(cfg.pretrained, field):
             setattr(cfg.pretrained, field, str(Path(getattr(cfg.pretrained, field)).resolve()))

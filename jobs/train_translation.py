@@ -47,6 +47,7 @@ from training.checkpoint import save_gloss2text, write_checkpoint
 from training.cli import LOG_FORMAT, recipe_main
 from training.distributed import all_mean, autocast, gather, rank_and_world, worker_context, wrap_ddp
 from training.evaluation import decode_examples, evaluate_gloss2text, score_texts
+from training.ray_cluster import storage_path
 from training.ray_train import ScalingSection, fit, report_epoch, write_summary
 from training.run_log import CurveSpec, RunLog
 from training.schedule import EpochBudget, make_lr_scheduler
@@ -164,7 +165,7 @@ class TranslationConfig(StrictModel):
 def absolute_paths(cfg: TranslationConfig) -> TranslationConfig:
     """Relative paths resolved against the current directory (Ray workers may run elsewhere)."""
     cfg = cfg.model_copy(deep=True)
-    cfg.out_dir = str(Path(cfg.out_dir).resolve())
+    cfg.out_dir = storage_path(cfg.out_dir)
     corpus = cfg.data.corpus
     updates: dict[str, Any] = {"files": {k: str(Path(v).resolve()) for k, v in corpus.files.items()}}
     if corpus.root:

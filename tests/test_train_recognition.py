@@ -368,9 +368,7 @@ def test_prefetched_keeps_order_and_raises_producer_errors():
 def shards(ray_local, tmp_path_factory):
     """A toy corpus (48x40 mp4 + ground-truth keypoints, glosses G0-G2) preprocessed to shards; one
     train and one dev video get a 6-gloss label that cannot fit their output length."""
-    from video_fixtures import write_corpus
-
-    from jobs.preprocess import PreprocessConfig, run as preprocess
+    from video_fixtures import preprocess_corpus, write_corpus
 
     root = tmp_path_factory.mktemp("s2g_corpus")
     write_corpus(root, "aaa", {"train": 6, "dev": 3}, num_frames=12)
@@ -380,14 +378,7 @@ def shards(ray_local, tmp_path_factory):
         lines = [("|".join(p[:5] + [LONG] + p[6:]) if (p := line.split("|"))[0] == name else line) for line in lines]
         csv.write_text("\n".join(lines) + "\n")
     out = tmp_path_factory.mktemp("s2g_shards")
-    preprocess(PreprocessConfig.model_validate({
-        "name": "syn_{language}", "out_dir": str(out),
-        "corpus": {"name": "synthetic", "format": "synthetic", "language": "aaa", "root": str(root)},
-        "splits": ["train", "dev"], "frames": {"resize": "none"},
-        "keypoints": {"backend": "groundtruth", "dtype": "float16"},
-        "shards": {"videos_per_block": 4},
-        "resources": {"decode_cpus": 0.5, "encode_cpus": 0.5, "keypoint_cpus": 0.5, "keypoint_actors": 1, "videos_per_batch": 2},
-    }))
+    preprocess_corpus(root, out)
     return out
 
 

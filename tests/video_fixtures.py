@@ -100,3 +100,18 @@ def zip_frame_folders(folders: dict[str, np.ndarray], archive: Path, prefix: str
             for i, f in enumerate(frames):
                 ok, buf = cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
                 z.writestr(f"{prefix}/{name}/images{i + 1:04d}.png", buf.tobytes())
+
+
+def preprocess_corpus(root: Path, out: Path, language: str = "aaa", splits: tuple[str, ...] = ("train", "dev")) -> None:
+    """Preprocess a corpus written by `write_corpus` into shards `<out>/syn_<language>/` (48x40 frames
+    kept, ground-truth keypoints), with resources that fit the 2-CPU test fixture `ray_local`."""
+    from jobs.preprocess import PreprocessConfig, run as preprocess
+
+    preprocess(PreprocessConfig.model_validate({
+        "name": "syn_{language}", "out_dir": str(out),
+        "corpus": {"name": "synthetic", "format": "synthetic", "language": language, "root": str(root)},
+        "splits": list(splits), "frames": {"resize": "none"},
+        "keypoints": {"backend": "groundtruth", "dtype": "float16"},
+        "shards": {"videos_per_block": 4},
+        "resources": {"decode_cpus": 0.5, "encode_cpus": 0.5, "keypoint_cpus": 0.5, "keypoint_actors": 1, "videos_per_batch": 2},
+    }))

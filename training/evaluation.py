@@ -153,6 +153,48 @@ def move_to(value, device: torch.device):
         return {k: move_to(v, device) for k, v in value.items()}
     return value
 
+def translate_samples(ck, samples: list, *, device: torch.device, num_beams: int | None = None,
+                      length_penalty: float | None = None, max_length: int | None = None,
+                      batch_size: int | None = None) -> tuple[list[str], dict]:
+    """Translate the glosses of `samples` (pipelines.records.Sample, as annotated or recognised) with a
+    loaded Gloss2Text checkpoint (training.checkpoint.load_gloss2text); decoding settings default to
+    the run's. Returns the texts in input order and {"decode": settings, "decode_sentences_per_s",
+    "encoding": what encoding changed}."""
+    from pipelines.translation_data import EncodingStats, encode_examples, normalize_glosses
+
+    run_decode = ck.run_config.get("decode", {})
+    stats = EncodingStats()
+    examples = encode_examples(normalize_glosses(samples, ck.text["lowercase_glosses"]), ck.vocab, ck.tokenizer,
+                               max_source_length=ck.text["max_source_length"], max_target_length=ck.text["max_target_length"],
+                               stats=stats)
+    if stats.unknown_gloss_tokens:
+        log.warning("%d gloss token(s) (%d types) unseen in training -> <unk>, e.g. %s", stats.unknown_gloss_tokens,
+                    len(stats.unknown_glosses), [g for g, _ in stats.unknown_glosses.most_common(5)])
+    if stats.truncated_sources:
+        log.warning("%d gloss sequence(s) truncated to %d glosses", stats.truncated_sources, ck.text["max_source_length"])
+    decode = {
+        "num_beams": num_beams if num_beams is not None else run_decode.get("num_beams", 5),
+        "length_penalty": length_penalty if length_penalty is not None else run_decode.get("length_penalty", 1.0),
+        "max_length": max_length if max_length is not None else run_decode.get("max_length", 100),
+        "batch_size": batch_size if batch_size is not None else run_decode.get("batch_size", 64),
+    }
+    t0 = time.time()
+    with autocast(device):
+        hyps = decode_examples(ck.model.to(device), examples, ck.tokenizer, device=device, **decode)
+    return hyps, {"decode": decode, "decode_sentences_per_s": len(samples) / max(1e-9, time.time() - t0),
+                  "encoding": stats.summary()}
+
+
+def write_translations(out: Path, samples: list, hyps: list[str], level: str) -> None:
+    """`hypotheses.txt`, `references.txt` (scoring form, one line per sample) and `translations.tsv`
+    (name, glosses translated, hypothesis, reference) into `out`."""
+    from pipelines.text_tokenizer import scoring_form
+
+    atomic_write_text(out / "hypotheses.txt", "".join(scoring_form(h, level) + "\n" for h in hyps))
+    atomic_write_text(out / "references.txt", "".join(scoring_form(s.text, level) + "\n" for s in samples))
+    atomic_write_text(out / "translations.tsv", "name\tglosses\thypothesis\treference\n" + "".join(
+        f"{s.name}\t{s.gloss_string}\t{scoring_form(h, level)}\t{scoring_form(s.text, level)}\n" for s, h in zip(samples, hyps)))
+
 
 # ---- a checkpoint on a whole split (jobs/evaluate.py and the recipes' final evaluation) ----------------
 
@@ -238,13 +280,12 @@ def evaluate_gloss2text(checkpoint: str | Path, *, split: str | None = None, ann
     (default `<run dir>/eval_<split>`)."""
     from metrics.translation import level_for
     from pipelines.corpora import CorpusConfig, infer_split, read_corpus
-    from pipelines.text_tokenizer import scoring_form
-    from pipelines.translation_data import EncodingStats, encode_examples, normalize_glosses, read_gloss_predictions
+    from pipelines.translation_data import normalize_glosses, read_gloss_predictions
     from training.checkpoint import load_gloss2text
 
     device = _device()
     ck = load_gloss2text(checkpoint, map_location=device)
-    data, run_decode = ck.run_config.get("data", {}), ck.run_config.get("decode", {})
+    data = ck.run_config.get("data", {})
     if "corpus" not in data:
         raise ValueError(f"{ck.path}: the checkpoint has no run config (config.yaml) naming its corpus")
     corpus = CorpusConfig.model_validate(data["corpus"])
@@ -264,39 +305,69 @@ def evaluate_gloss2text(checkpoint: str | Path, *, split: str | None = None, ann
         samples = read_gloss_predictions(glosses_file, samples)
     samples = normalize_glosses(samples, ck.text["lowercase_glosses"])
 
-    stats = EncodingStats()
-    examples = encode_examples(samples, ck.vocab, ck.tokenizer, max_source_length=ck.text["max_source_length"],
-                               max_target_length=ck.text["max_target_length"], stats=stats)
-    if stats.unknown_gloss_tokens:
-        log.warning("%d gloss token(s) (%d types) unseen in training -> <unk>, e.g. %s", stats.unknown_gloss_tokens,
-                    len(stats.unknown_glosses), [g for g, _ in stats.unknown_glosses.most_common(5)])
-    if stats.truncated_sources:
-        log.warning("%d gloss sequence(s) truncated to %d glosses", stats.truncated_sources, ck.text["max_source_length"])
-    model = ck.model.to(device)
-    decode = {
-        "num_beams": num_beams if num_beams is not None else run_decode.get("num_beams", 5),
-        "length_penalty": length_penalty if length_penalty is not None else run_decode.get("length_penalty", 1.0),
-        "max_length": max_length if max_length is not None else run_decode.get("max_length", 100),
-        "batch_size": batch_size if batch_size is not None else run_decode.get("batch_size", 64),
-    }
-    t0 = time.time()
-    with autocast(device):
-        hyps = decode_examples(model, examples, ck.tokenizer, device=device, **decode)
-    decode_s = time.time() - t0
+    hyps, decoding = translate_samples(ck, samples, device=device, num_beams=num_beams, length_penalty=length_penalty,
+                                       max_length=max_length, batch_size=batch_size)
     level = data.get("level") or level_for(corpus.name)
-    refs = [s.text for s in samples]
-    scores = score_texts(hyps, refs, level)
-
+    scores = score_texts(hyps, [s.text for s in samples], level)
     out = Path(out_dir) if out_dir is not None else ck.path.parent / f"eval_{split}"
-    atomic_write_text(out / "hypotheses.txt", "".join(scoring_form(h, level) + "\n" for h in hyps))
-    atomic_write_text(out / "references.txt", "".join(scoring_form(r, level) + "\n" for r in refs))
-    atomic_write_text(out / "translations.tsv", "name\tglosses\thypothesis\treference\n" + "".join(
-        f"{s.name}\t{s.gloss_string}\t{scoring_form(h, level)}\t{scoring_form(s.text, level)}\n" for s, h in zip(samples, hyps)))
+    write_translations(out, samples, hyps, level)
     summary = {
         "task": "g2t", "checkpoint": str(ck.path), "annotations": str(corpus.annotation_file(split)), "split": split,
         "glosses": str(glosses_file) if glosses_file else "reference", "sentences": len(samples), "level": level,
-        "scores": scores, "decode": decode, "decode_sentences_per_s": len(samples) / max(1e-9, decode_s),
-        "encoding": stats.summary(), "out_dir": str(out),
+        "scores": scores, **decoding, "out_dir": str(out),
+    }
+    atomic_write_json(out / "scores.json", summary)
+    return summary
+
+
+def evaluate_sign2gloss2text(sign2gloss: str | Path, gloss2text: str | Path, *, split: str = "dev", shards: str | None = None,
+                             dataset: str | None = None, out_dir: str | Path | None = None, beam_width: int | None = None,
+                             head: str | None = None, num_beams: int | None = None, length_penalty: float | None = None,
+                             max_length: int | None = None, batch_size: int | None = None, limit: int | None = None) -> dict:
+    """Sign2Gloss2Text, the cascade: recognise a preprocessed split with a Sign2Gloss checkpoint
+    (`evaluate_sign2gloss`, with its defaults: the run's shards and the head chosen on dev), translate
+    each video's recognised glosses with a Gloss2Text checkpoint, and score BLEU-1..4 / ROUGE-L
+    against the texts the shards carry. A video recognised as no gloss at all gets an empty
+    translation (counted as `empty_recognitions`). Writes `sign2gloss/` (the recognition's files),
+    `hypotheses.txt`, `references.txt`, `translations.tsv` and `scores.json` into `out_dir` (default
+    `<Sign2Gloss run dir>/eval_s2g2t_<split>`)."""
+    from metrics.translation import level_for
+    from pipelines.records import Sample
+    from pipelines.shards import read_shards
+    from pipelines.translation_data import normalize_glosses
+    from training.checkpoint import load_gloss2text, resolve_checkpoint
+
+    out = Path(out_dir) if out_dir is not None else resolve_checkpoint(sign2gloss).parent / f"eval_s2g2t_{split}"
+    recognition = evaluate_sign2gloss(sign2gloss, split=split, shards=shards, dataset=dataset, out_dir=out / "sign2gloss",
+                                      beam_width=beam_width, head=head, limit=limit)
+    lines = (out / "sign2gloss" / "hypotheses.tsv").read_text(encoding="utf-8").splitlines()
+    recognised = [(name, tuple(glosses.split())) for name, _, glosses in (line.partition("\t") for line in lines)]
+    rows = read_shards(recognition["shards"], recognition["dataset"], split).select_columns(["name", "text"]).take_all()
+    texts = {r["name"]: r["text"] for r in rows}
+    missing = [name for name, _ in recognised if not texts.get(name)]
+    if missing:
+        raise ValueError(f"{recognition['shards']}/{recognition['dataset']} ({split}): {len(missing)} video(s) have no "
+                         f"text to score against, e.g. {missing[:3]}")
+
+    device = _device()
+    ck = load_gloss2text(gloss2text, map_location=device)
+    samples = normalize_glosses([Sample(name=n, split=split, signer="", glosses=g, text=texts[n], num_frames=None, video=None,
+                                        language="") for n, g in recognised], ck.text["lowercase_glosses"])
+    translated = [s for s in samples if s.glosses]
+    if len(translated) < len(samples):
+        log.warning("%d of %d video(s) recognised as no gloss: empty translations", len(samples) - len(translated), len(samples))
+    texts_out, decoding = translate_samples(ck, translated, device=device, num_beams=num_beams,
+                                            length_penalty=length_penalty, max_length=max_length, batch_size=batch_size)
+    by_name = dict(zip((s.name for s in translated), texts_out))
+    hyps = [by_name.get(s.name, "") for s in samples]
+    data = ck.run_config.get("data", {})
+    level = data.get("level") or level_for(data["corpus"]["name"] if "corpus" in data else recognition["corpus"])
+    write_translations(out, samples, hyps, level)
+    summary = {
+        "task": "s2g2t", "sign2gloss": recognition["checkpoint"], "gloss2text": str(ck.path), "shards": recognition["shards"],
+        "dataset": recognition["dataset"], "split": split, "sentences": len(samples), "head": recognition["head"],
+        "wer": recognition["wer"][recognition["head"]], "empty_recognitions": len(samples) - len(translated), "level": level,
+        "scores": score_texts(hyps, [s.text for s in samples], level), **decoding, "out_dir": str(out),
     }
     atomic_write_json(out / "scores.json", summary)
     return summary

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 
@@ -26,6 +27,22 @@ TRAINING_MALLOC_ENV = {
     "MALLOC_TRIM_THRESHOLD_": str(2**30),
     "MALLOC_TOP_PAD_": str(256 * 2**20),
 }
+
+
+STORAGE_ENV = "SIGNBRIDGE_STORAGE"
+
+
+def storage_path(path: str) -> str:
+    """Where a job's output path lives: a relative path goes under $SIGNBRIDGE_STORAGE when set (the
+    shared storage every node of a cluster mounts, cluster.yaml), else under the current directory;
+    absolute paths and URIs (`s3://...`) are kept. Under `ray job submit` the current directory is a
+    temporary copy of the working tree, so cluster jobs need the variable or absolute paths."""
+    if "://" in path or Path(path).is_absolute():
+        return path
+    base = os.environ.get(STORAGE_ENV)
+    if not base:
+        return str(Path(path).resolve())
+    return base.rstrip("/") + "/" + path if "://" in base else str((Path(base) / path).resolve())
 
 
 def free_port() -> int:
