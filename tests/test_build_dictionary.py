@@ -248,3 +248,11 @@ def test_dictionary_end_to_end_resume_and_refusal(corpus, tmp_path):
         run(_config(shards, tmp_path / "dict", other))
     rebuilt = run(_config(shards, tmp_path / "dict", other, overwrite=True))
     assert rebuilt["key"] != summary["key"] and rebuilt["blocks_aligned"] == 4
+
+
+def test_demo_config_validates():
+    from common.config import load_config
+
+    cfg = load_config(DictionaryConfig, Path(__file__).resolve().parents[1] / "configs/dictionary/demo.yaml")
+    assert cfg.output_uri == "outputs/demo/dictionary/synthetic-sgsl-a" and cfg.splits == ["train", "dev"] and cfg.widen
+
