@@ -180,7 +180,7 @@ def align_rows(ck: Sign2GlossCheckpoint, rows: list[dict], *, head: str, widen: 
     batch = alignment_collate(ck)(rows)
     with torch.no_grad():
         out = run_model(ck.model, batch, device, ck.uses_keypoints)
-    lp = out["log_probs"][head].float()
+    lp = out["log_probs"][head].float().cpu()  # the alignment runs on the host (numba)
     steps, labels, n_labels = out["lengths"].cpu(), batch["labels"], batch["label_lengths"]
     need = min_ctc_length(labels, n_labels).clamp(min=1)
     for i in torch.nonzero(steps < need).flatten().tolist():
@@ -196,7 +196,7 @@ def align_rows(ck: Sign2GlossCheckpoint, rows: list[dict], *, head: str, widen: 
     for j, i in enumerate(fit.tolist()):
         n, row = int(n_labels[i]), rows[i]
         spans = np.minimum(frames[j, :n] * ck.frame_stride, int(row["num_frames"]))
-        probs = lp[i, :, labels[i, :n]].exp().cpu()  # (T', n)
+        probs = lp[i, :, labels[i, :n]].exp()  # (T', n)
         confidence = [float(probs[a:e, k].mean()) for k, (a, e) in enumerate(segments[j, :n].tolist())]
         clips.extend(cut_clips(row, str(row["gloss"]).split(), spans, confidence))
     return clips, errors
