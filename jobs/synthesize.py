@@ -36,7 +36,7 @@ from common.files import atomic_write_text, atomic_write_with
 from pipelines.records import SPLITS
 from pipelines.synthetic.generate import RecordingConditions, RenderSettings, VideoResult, VideoSpec, contact_sheet, render_video, write_split_files, write_video
 from pipelines.synthetic.language import CONCEPTS, LanguageSpec, SignLanguage, build_languages, sample_sentence
-from pipelines.synthetic.motion import INTENSE, MotionParams
+from pipelines.synthetic.motion import INTENSE, Articulation, MotionParams
 from pipelines.synthetic.signer import SignerStyle, sample_signer
 
 SCHEMA_VERSION = 1
@@ -96,6 +96,17 @@ class MotionConfig(StrictModel):
         return self
 
 
+class IdiolectConfig(StrictModel):
+    """Each signer's own way of signing (pipelines.synthetic.motion.Articulation), drawn once per
+    signer from its own random stream; all 0 = every signer signs alike (and the corpus hash and
+    content are those of a corpus made before this existed)."""
+
+    space_scale: float = Field(0.0, ge=0, lt=0.5)  # signing-space size drawn in 1 ± this
+    space_shift: float = Field(0.0, ge=0)  # std of the signing space's shift, body units
+    laxness: float = Field(0.0, ge=0, le=1)  # handshape laxness (towards the relaxed hand) drawn in [0, this]
+    sign_variation: float = Field(0.0, ge=0)  # std of each sign's own wrist offset per signer, body units
+
+
 class RecordingConfig(StrictModel):
     """Camera and studio: they degrade the pixels only (see RecordingConditions); 0 = clean."""
 
@@ -123,6 +134,7 @@ class SynthesizeConfig(StrictModel):
     auxiliary: LanguageConfig
     sentence: SentenceConfig = SentenceConfig()
     motion: MotionConfig = MotionConfig()
+    idiolect: IdiolectConfig = IdiolectConfig()
     recording: RecordingConfig = RecordingConfig()
     contact_sheet_videos: int = Field(4, ge=0)
     contact_sheet_frames: int = Field(8, ge=1)
@@ -142,9 +154,11 @@ class SynthesisError(RuntimeError):
 
 def content_hash(config: SynthesizeConfig) -> str:
     """Hash of everything that changes the corpus' content (not out_dir, overwrite, num_workers).
-    A clean `recording` (all defaults) is left out: corpora made before it existed keep their hash."""
+    A clean `recording` and a zero `idiolect` (all defaults) are left out: corpora made before they
+    existed keep their hash."""
     content = config.model_copy(update={"out_dir": "", "overwrite": False, "num_workers": 1})
-    return config_hash(content, exclude={"recording"} if config.recording == RecordingConfig() else None)
+    exclude = {k for k, clean in (("recording", RecordingConfig()), ("idiolect", IdiolectConfig())) if getattr(config, k) == clean}
+    return config_hash(content, exclude=exclude or None)
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -154,6 +168,16 @@ class Plan:
     mapping: dict[str, str]
     signers: dict[str, list[SignerStyle]]
     videos: list[VideoSpec]
+
+
+def draw_articulation(idiolect: IdiolectConfig, rng: np.random.Generator) -> Articulation:
+    """One signer's idiolect drawn from `idiolect`'s ranges; the identity when they are all 0."""
+    if idiolect == IdiolectConfig():
+        return Articulation()
+    return Articulation(scale=float(rng.uniform(1 - idiolect.space_scale, 1 + idiolect.space_scale)),
+                        shift=(float(rng.normal(0, idiolect.space_shift)), float(rng.normal(0, idiolect.space_shift))),
+                        laxness=float(rng.uniform(0, idiolect.laxness)), variant_std=idiolect.sign_variation,
+                        seed=int(rng.integers(2**32)))
 
 
 def plan_corpus(config: SynthesizeConfig) -> Plan:
@@ -166,6 +190,7 @@ def plan_corpus(config: SynthesizeConfig) -> Plan:
         # Speeds spread evenly over 1 ± speed_range, so every pool's mean speed is 1.
         speeds = rng.permutation(1 + config.motion.speed_range * np.linspace(-1, 1, lc.num_signers)) if lc.num_signers > 1 else [1.0]
         pool = [sample_signer(rng, f"{lc.code}-signer{i + 1:02d}", float(speeds[i]), config.motion.jitter) for i in range(lc.num_signers)]
+        idiolects = {s.signer_id: draw_articulation(config.idiolect, np.random.default_rng([config.seed, 4, li, i])) for i, s in enumerate(pool)}
         signers[lang.code] = pool
         seen = pool[: lc.num_signers - lc.eval_only_signers]
         unseen = pool[lc.num_signers - lc.eval_only_signers :] or pool
@@ -182,7 +207,8 @@ def plan_corpus(config: SynthesizeConfig) -> Plan:
                     offset=(signer.offset[0] + float(rng.uniform(-0.01, 0.01)), signer.offset[1] + float(rng.uniform(-0.01, 0.01))),
                 )
                 signs = tuple((g, lang.primitives[g], c) for g, c in zip(sentence.glosses, sentence.cues))
-                videos.append(VideoSpec(f"{lang.code}_{split}_{i:05d}", lang.code, split, signer, signs, sentence.text, int(rng.integers(2**63))))
+                videos.append(VideoSpec(f"{lang.code}_{split}_{i:05d}", lang.code, split, signer, signs, sentence.text, int(rng.integers(2**63)),
+                                        idiolects[signer.signer_id]))
     return Plan((lang_a, lang_b), mapping, signers, videos)
 
 

@@ -146,7 +146,7 @@ def test_groundtruth_backend_applies_the_configured_noise_before_moving_points(t
     from pipelines.video_io import Geometry
 
     repo = Path(__file__).resolve().parents[1]
-    noise = load_config(PreprocessConfig, repo / "configs/data/synthetic_demo_estimated.yaml").keypoints.groundtruth.noise
+    noise = load_config(PreprocessConfig, repo / "configs/data/synthetic_demo.yaml").keypoints.groundtruth.noise
     assert noise is not None and noise.hand_miss_persistence > 0
     exact = still_signer(40)
     np.save(tmp_path / "v1.npy", exact)

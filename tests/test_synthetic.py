@@ -16,7 +16,7 @@ from jobs.synthesize import PARTIAL, SynthesisError, SynthesizeConfig, content_h
 from pipelines.records import SPLITS
 from pipelines.synthetic.generate import CSV_COLUMNS, RecordingConditions, RenderSettings, render_video
 from pipelines.synthetic.language import CONCEPTS, LanguageSpec, build_languages, sample_sentence
-from pipelines.synthetic.motion import INTENSE, MotionParams
+from pipelines.synthetic.motion import INTENSE, SPACE_CENTRE, Articulation, MotionParams, sentence_poses
 from pipelines.synthetic.primitives import distinct
 
 REPO = Path(__file__).resolve().parents[1]
@@ -388,7 +388,59 @@ def test_recording_config_rejects_out_of_range_values(tmp_path):
 def test_clean_recording_keeps_the_corpus_hash_of_configs_without_it(tmp_path):
     config = tiny_config(tmp_path)
     data = config.model_copy(update={"out_dir": "", "overwrite": False, "num_workers": 1}).model_dump(mode="json")
-    del data["recording"]  # a config written before `recording` existed
+    del data["recording"], data["idiolect"]  # a config written before `recording` and `idiolect` existed
     before = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     assert content_hash(config) == content_hash(tiny_config(tmp_path, "recording.exposure=0")) == before
     assert content_hash(tiny_config(tmp_path, "recording.exposure=0.5")) != before
+    assert content_hash(tiny_config(tmp_path, "idiolect.laxness=0")) == before != content_hash(tiny_config(tmp_path, "idiolect.laxness=0.2"))
+
+
+def _primitive(hands: str):
+    from pipelines.synthetic.primitives import SignPrimitive
+
+    return SignPrimitive("fist", "fist", "palm_in", 0, "chest", "right", "line", hands, "flat" if hands == "base" else None, None, 10)
+
+
+def test_articulation_scales_shifts_and_relaxes_a_sign_exactly():
+    from pipelines.synthetic import signer as body
+
+    poses = np.tile(body.rest_pose(), (3, 1))
+    poses[:, body.DOM_XY] = [[-0.2, 0.45], [-0.1, 0.25], [0.0, 0.05]]
+    poses[:, body.ND_XY] = [[0.2, 0.45], [0.1, 0.25], [0.0, 0.05]]
+    poses[:, body.DOM_SHAPE] = body.HANDSHAPES["fist"]
+    art = Articulation(scale=1.1, shift=(0.02, -0.01), laxness=0.25)
+    mirror = art.apply(poses, _primitive("mirror"))
+    # wrist' = centre + 1.1 (wrist - centre) + shift; the other hand mirrored (x of the shift negated)
+    np.testing.assert_allclose(mirror[0, body.DOM_XY], [-0.22 + 0.02, 0.25 + 0.22 - 0.01])
+    np.testing.assert_allclose(mirror[1, body.DOM_XY], SPACE_CENTRE + [-0.11 + 0.02, -0.01])
+    np.testing.assert_allclose(mirror[0, body.ND_XY], [0.22 - 0.02, 0.25 + 0.22 - 0.01])
+    np.testing.assert_allclose(mirror[:, body.DOM_SHAPE], 0.75 * poses[:, body.DOM_SHAPE] + 0.25 * np.array(body.RELAXED))
+    one = art.apply(poses, _primitive("one"))
+    np.testing.assert_array_equal(one[:, body.ND_XY], poses[:, body.ND_XY])  # the resting hand stays at rest
+    np.testing.assert_allclose(Articulation().apply(poses, _primitive("mirror")), poses, atol=1e-15)
+    # a signer's variant of a sign is fixed; another signer's (seed) differs
+    varied = Articulation(variant_std=0.02, seed=5)
+    assert np.array_equal(varied.variant(_primitive("one")), Articulation(variant_std=0.02, seed=5).variant(_primitive("one")))
+    assert not np.allclose(varied.variant(_primitive("one")), Articulation(variant_std=0.02, seed=6).variant(_primitive("one")))
+
+
+def test_idiolect_gives_each_signer_its_own_signing_and_leaves_rest_poses(tmp_path):
+    plain = plan_corpus(tiny_config(tmp_path))
+    styled = plan_corpus(tiny_config(tmp_path, "idiolect.space_scale=0.15", "idiolect.space_shift=0.03", "idiolect.laxness=0.3",
+                                      "idiolect.sign_variation=0.02"))
+    assert {v.articulation for v in plain.videos} == {Articulation()}
+    by_signer = {}
+    for v in styled.videos:
+        by_signer.setdefault(v.signer.signer_id, set()).add(v.articulation)
+    assert all(len(a) == 1 for a in by_signer.values())  # one idiolect per signer, in every video
+    arts = [next(iter(a)) for a in by_signer.values()]
+    assert len({a.seed for a in arts}) == len(arts) and all(0.85 <= a.scale <= 1.15 and 0 <= a.laxness <= 0.3 for a in arts)
+    # same sentence, same random stream: only the signs move; the rest poses at both ends do not
+    video = styled.videos[0]
+    signs = [(p, cue) for _, p, cue in video.signs]
+    base, spans = sentence_poses(signs, 1.0, 0.0, np.random.default_rng(0))
+    moved, spans2 = sentence_poses(signs, 1.0, 0.0, np.random.default_rng(0), articulation=video.articulation)
+    assert spans == spans2
+    np.testing.assert_array_equal(moved[0], base[0])
+    np.testing.assert_array_equal(moved[-1], base[-1])
+    assert not np.allclose(moved[spans[0][0]:spans[0][1]], base[spans[0][0]:spans[0][1]])

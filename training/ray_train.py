@@ -7,6 +7,7 @@ re-running the same run (same name and storage path) resumes from the latest che
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -21,6 +22,20 @@ from common.files import atomic_write_json
 from training.checkpoint import BEST_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
+
+_report_to_tune = False
+
+
+@contextlib.contextmanager
+def reporting_to_tune():
+    """Inside a Ray Tune trial (jobs/sweep.py): every `fit` in this block forwards its workers'
+    epoch reports to Tune, so a Tune scheduler (ASHA) sees each epoch and can stop the run."""
+    global _report_to_tune
+    before, _report_to_tune = _report_to_tune, True
+    try:
+        yield
+    finally:
+        _report_to_tune = before
 
 
 class ScalingSection(StrictModel):
@@ -62,6 +77,11 @@ def fit(train_loop: Callable[[dict], Any], loop_config: dict, *, name: str, stor
 
     init_ray(job_priority=True)
     datasets = datasets() if datasets is not None else None
+    callbacks = []
+    if _report_to_tune:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        callbacks.append(TuneReportCallback())
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -72,6 +92,7 @@ def fit(train_loop: Callable[[dict], Any], loop_config: dict, *, name: str, stor
         run_config=RunConfig(
             name=name,
             storage_path=storage_path,
+            callbacks=callbacks,
             failure_config=FailureConfig(max_failures=scaling.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=scaling.num_to_keep, checkpoint_score_attribute=metric,
                                                checkpoint_score_order=mode),

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from common.files import atomic_directory, atomic_write_text, atomic_write_with
-from pipelines.synthetic.motion import MotionParams, sentence_poses
+from pipelines.synthetic.motion import Articulation, MotionParams, sentence_poses
 from pipelines.synthetic.primitives import SignPrimitive
 from pipelines.synthetic.signer import SignerStyle, draw_keypoints, pose_keypoints, render_frame
 
@@ -76,6 +76,7 @@ class VideoSpec:
     signs: tuple[tuple[str, SignPrimitive, str | None], ...]  # (gloss, primitive, cue)
     text: str
     seed: int
+    articulation: Articulation = Articulation()  # the signer's idiolect
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class VideoResult:
 
 
 def _timeline(spec: VideoSpec, settings: RenderSettings, rng: np.random.Generator) -> tuple[np.ndarray, tuple[dict, ...]]:
-    poses, spans = sentence_poses([(p, cue) for _, p, cue in spec.signs], spec.signer.speed, spec.signer.jitter, rng, settings.motion)
+    poses, spans = sentence_poses([(p, cue) for _, p, cue in spec.signs], spec.signer.speed, spec.signer.jitter, rng, settings.motion,
+                                  spec.articulation)
     signs = tuple({"gloss": g, "start": s, "end": e, "cue": cue} for (g, _, cue), (s, e) in zip(spec.signs, spans))
     return poses, signs
 

@@ -7,6 +7,7 @@ signer's speed. Face cues are part of the pose, so they blend in and out over th
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -32,6 +33,45 @@ class MotionParams:
     transition_frames: tuple[int, int] = (2, 5)
     rest_frames: tuple[int, int] = (1, 2)
     duration_jitter: float = 0.1
+
+
+SPACE_CENTRE = np.array([0.0, 0.25])  # body units: mid-chest, the centre of the signing space
+
+
+@dataclass(frozen=True)
+class Articulation:
+    """A signer's own way of signing (idiolect), body units. Each sign's wrist positions are scaled
+    about the chest (`scale`: a larger or smaller signing space) and shifted (`shift`); finger
+    configurations move towards the relaxed hand by `laxness` (0 crisp .. 1 relaxed); and every
+    sign gets a fixed wrist offset of this signer (std `variant_std`, drawn per sign from `seed`:
+    the same signer signs it the same way every time, another signer differently). Rest poses
+    are untouched. The identity (defaults) changes nothing."""
+
+    scale: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)
+    laxness: float = 0.0
+    variant_std: float = 0.0
+    seed: int = 0
+
+    def variant(self, prim: SignPrimitive) -> np.ndarray:
+        """This signer's wrist offset for `prim` (2,), body units."""
+        if self.variant_std == 0:
+            return np.zeros(2)
+        key = zlib.crc32(repr(prim.features()).encode())
+        return np.random.default_rng([self.seed, key]).normal(0.0, self.variant_std, 2)
+
+    def apply(self, poses: np.ndarray, prim: SignPrimitive) -> np.ndarray:
+        """One sign's poses (T, POSE_DIM) as this signer articulates them (a new array)."""
+        out = poses.copy()
+        offset = np.asarray(self.shift) + self.variant(prim)
+        out[:, body.DOM_XY] = SPACE_CENTRE + self.scale * (out[:, body.DOM_XY] - SPACE_CENTRE) + offset
+        if prim.hands in ("mirror", "alternate", "base"):  # one-handed signs leave the other hand at rest
+            mirrored = offset * (-1.0, 1.0) if prim.hands != "base" else offset
+            out[:, body.ND_XY] = SPACE_CENTRE + self.scale * (out[:, body.ND_XY] - SPACE_CENTRE) + mirrored
+        relaxed = np.asarray(body.RELAXED)
+        for shape in (body.DOM_SHAPE, body.ND_SHAPE):
+            out[:, shape] = (1 - self.laxness) * out[:, shape] + self.laxness * relaxed
+        return out
 
 
 def sign_poses(prim: SignPrimitive, num_frames: int, cue: str | None = None) -> np.ndarray:
@@ -88,11 +128,13 @@ def sentence_poses(
     jitter: float,
     rng: np.random.Generator,
     params: MotionParams = MotionParams(),
+    articulation: Articulation = Articulation(),
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Poses of a signed sentence and each sign's [start, end) frame span.
 
     signs: (primitive, cue) per sign; speed: signer speed factor; jitter: std (body units) of a
-    slow wobble of hands and head. Returns (T, POSE_DIM) float64 and len(signs) spans.
+    slow wobble of hands and head; articulation: the signer's idiolect. Returns (T, POSE_DIM)
+    float64 and len(signs) spans.
     """
     rest = body.rest_pose()
     lo, hi = params.rest_frames
@@ -103,6 +145,8 @@ def sentence_poses(
     for prim, cue in signs:
         n = max(4, round(prim.frames / speed * rng.uniform(1 - params.duration_jitter, 1 + params.duration_jitter)))
         poses = sign_poses(prim, n, cue)
+        if articulation != Articulation():
+            poses = articulation.apply(poses, prim)
         between = transition(previous, poses[0], _transition_length(previous, poses[0], speed, params))
         chunks += [between, poses]
         length += len(between)
