@@ -233,6 +233,25 @@ class TwoStreamSLR(nn.Module):
                                                 self.kp_indices, c.heatmap_threshold, signed=True)
         return x
 
+    def encode(self, frames: torch.Tensor | None, keypoints: torch.Tensor | None = None, frame_size: tuple[int, int] | None = None,
+               crop_zoom: torch.Tensor | None = None) -> tuple[dict[str, list[torch.Tensor]], int]:
+        """The streams with their lateral connections: every block's output per stream, each
+        (B, C_b, T_b, H_b, W_b), and the input length T (the heads and pyramids read these)."""
+        c = self.config
+        x = self._inputs(frames, keypoints, frame_size, crop_zoom)
+        T_in = next(iter(x.values())).shape[2]
+        feats = {s: [] for s in c.streams}
+        for b in range(c.num_blocks):
+            for s in c.streams:
+                x[s] = self.backbones[s].blocks[b](x[s])
+            if c.two_stream and c.lateral and b < c.lateral_blocks:
+                r, k = x["rgb"], x["keypoint"]
+                x["rgb"] = r + self.keypoint_to_rgb[b](k, r.shape[2:])
+                x["keypoint"] = k + _fit(self.rgb_to_keypoint[b](r), k.shape[2:])
+            for s in c.streams:
+                feats[s].append(x[s])
+        return feats, T_in
+
     def forward(self, frames: torch.Tensor | None, frame_lengths: torch.Tensor, keypoints: torch.Tensor | None = None,
                 frame_size: tuple[int, int] | None = None, crop_zoom: torch.Tensor | None = None) -> dict:
         """Run the configured streams. `crop_zoom` (B, 2): each training clip's crop zoom (x, y) relative
@@ -257,20 +276,8 @@ class TwoStreamSLR(nn.Module):
         their auxiliary heads. Returns `stream_features` {stream: (B, T', C)}, `lengths` (B,),
         `aux_log_probs`, `aux_lengths` (see `forward`)."""
         c = self.config
-        x = self._inputs(frames, keypoints, frame_size, crop_zoom)
-        T_in = next(iter(x.values())).shape[2]
-        frame_lengths = frame_lengths.to(next(iter(x.values())).device)
-        feats = {s: [] for s in c.streams}
-        for b in range(c.num_blocks):
-            for s in c.streams:
-                x[s] = self.backbones[s].blocks[b](x[s])
-            if c.two_stream and c.lateral and b < c.lateral_blocks:
-                r, k = x["rgb"], x["keypoint"]
-                x["rgb"] = r + self.keypoint_to_rgb[b](k, r.shape[2:])
-                x["keypoint"] = k + _fit(self.rgb_to_keypoint[b](r), k.shape[2:])
-            for s in c.streams:
-                feats[s].append(x[s])
-
+        feats, T_in = self.encode(frames, keypoints, frame_size, crop_zoom)
+        frame_lengths = frame_lengths.to(feats[c.streams[0]][0].device)
         out = {"stream_features": {}, "aux_log_probs": {}, "aux_lengths": {}}
         for s in c.streams:
             levels = feats[s][-self.levels:]

@@ -4,15 +4,16 @@
       model/              the model, usable on its own
         config.json       {"family", "format", "model": its config, ...what using it needs}
         weights.pt        the state dict (an EMA's, where the run exports one)
-        gloss_vocab.json  the gloss vocabulary (every family has one)
+        gloss_vocab.json  the gloss vocabulary (sign2gloss, gloss2text, sign2text; islr keeps one
+                          class list per language in config.json)
         tokenizer/        gloss2text, sign2text: the SentencePiece model, or the pruned mBART's
                           tokenizer with its id map
       train_state.pt      optimizer, scheduler, RNGs, progress (training/state.py)
       config.yaml         the resolved run config
       metrics.json        the metrics of the epoch that wrote it
 
-`load_sign2gloss(path)`, `load_gloss2text(path)` and `load_sign2text(path)` return a ready model
-with its config and assets; `load_checkpoint(path)` picks the loader from `model/config.json`. A path may be a run
+`load_sign2gloss(path)`, `load_gloss2text(path)`, `load_sign2text(path)` and `load_islr(path)` return
+a ready model with its config and assets; `load_checkpoint(path)` picks the loader from `model/config.json`. A path may be a run
 directory: `resolve_checkpoint` turns it into its best checkpoint. Checkpoints of the layout
 before this contract (recognition: `gloss_vocab.json` beside `model/`; translation:
 `model/model.pt` + `translation_model.json` + `mbart_config.json`) still load.
@@ -41,7 +42,7 @@ FORMAT = 1
 MODEL_DIR, CONFIG_FILE, WEIGHTS_FILE = "model", "config.json", "weights.pt"
 VOCAB_FILE, TOKENIZER_DIR = "gloss_vocab.json", "tokenizer"
 RUN_CONFIG_FILE, METRICS_FILE, BEST_FILE = "config.yaml", "metrics.json", "best_checkpoint.json"
-FAMILIES = ("sign2gloss", "gloss2text", "sign2text")
+FAMILIES = ("sign2gloss", "gloss2text", "sign2text", "islr")
 
 
 class CheckpointError(ValueError):
@@ -71,7 +72,7 @@ def write_checkpoint(directory: str | Path, *, save_model: Callable[[Path], None
 
 
 def model_family(path: str | Path) -> str:
-    """The family of a checkpoint (or run directory): "sign2gloss" or "gloss2text"."""
+    """The family of a checkpoint (or run directory): "sign2gloss", "gloss2text" or "islr"."""
     ckpt = resolve_checkpoint(path)
     config = ckpt / MODEL_DIR / CONFIG_FILE
     if config.exists():
@@ -81,10 +82,10 @@ def model_family(path: str | Path) -> str:
     raise CheckpointError(f"{ckpt}: model/ has neither {CONFIG_FILE} nor translation_model.json; not a signbridge checkpoint")
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> "Sign2GlossCheckpoint | Gloss2TextCheckpoint | Sign2TextCheckpoint":
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> "Sign2GlossCheckpoint | Gloss2TextCheckpoint | Sign2TextCheckpoint | ISLRCheckpoint":
     """Any family's checkpoint (or a run directory's best one)."""
     family = model_family(path)
-    loaders = {"sign2gloss": load_sign2gloss, "gloss2text": load_gloss2text, "sign2text": load_sign2text}
+    loaders = {"sign2gloss": load_sign2gloss, "gloss2text": load_gloss2text, "sign2text": load_sign2text, "islr": load_islr}
     if family not in loaders:
         raise CheckpointError(f"{path}: unknown model family {family!r} (known: {', '.join(FAMILIES)})")
     return loaders[family](path, map_location)
@@ -356,3 +357,52 @@ def max_visual_steps(s2g: Sign2GlossCheckpoint) -> int | None:
         return None
     blocks = s2g.model.config.num_blocks
     return -(-max_frames // (2 if blocks < 4 else 4 if blocks == 4 else 8))
+
+
+# ---- ISLR: shared encoder + one classifier per language, the class lists, the clip settings ----------------
+
+
+@dataclass
+class ISLRCheckpoint:
+    """A loaded isolated-sign recognition checkpoint. `classes`: each language's glosses in head
+    order (the primary language first), row i of a head's classifier being class i; `collate` and
+    `clip_frames` the input settings (evaluation clips are made the same way)."""
+
+    path: Path
+    model: Any  # models.islr.ISLRModel, in eval mode
+    classes: dict[str, list[str]]
+    collate: Any  # pipelines.video_collate.VideoCollateConfig
+    clip_frames: int = 16
+    metrics: dict = field(default_factory=dict)
+    run_config: dict = field(default_factory=dict)
+
+
+def save_islr(directory: str | Path, *, model, classes: dict[str, list[str]], collate, clip_frames: int) -> None:
+    """Write `model/` of an ISLR checkpoint (`directory` is that folder)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sizes = {lang: len(gs) for lang, gs in classes.items()}
+    if sizes != model.config.num_classes:
+        raise ValueError(f"save_islr: class lists {sizes} do not match the model's heads {model.config.num_classes}")
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    atomic_write_json(directory / CONFIG_FILE, {
+        "family": "islr", "format": FORMAT, "model": model.config.model_dump(mode="json"), "classes": classes,
+        "inputs": {"collate": collate.model_dump(mode="json"), "clip_frames": clip_frames},
+    })
+
+
+def load_islr(path: str | Path, map_location: str | torch.device = "cpu") -> ISLRCheckpoint:
+    """An ISLR checkpoint (or a run directory's best one) -> model (eval mode), class lists, input settings."""
+    from models.islr import ISLRConfig, ISLRModel
+    from pipelines.video_collate import VideoCollateConfig
+
+    ckpt = resolve_checkpoint(path)
+    config = _read(ckpt, "islr")
+    if not config:
+        raise CheckpointError(f"{ckpt}: an ISLR checkpoint needs model/{CONFIG_FILE}")
+    run_config, metrics = _run_context(ckpt)
+    model = ISLRModel(ISLRConfig.model_validate(config["model"]))
+    model.load_state_dict(torch.load(ckpt / MODEL_DIR / WEIGHTS_FILE, map_location=map_location, weights_only=True))
+    return ISLRCheckpoint(path=ckpt, model=model.eval(), classes=config["classes"],
+                          collate=VideoCollateConfig.model_validate(config["inputs"]["collate"]),
+                          clip_frames=config["inputs"]["clip_frames"], metrics=metrics, run_config=run_config)
