@@ -32,6 +32,14 @@ texts in the shards. Writes `sign2gloss/` (the recognition's files), `hypotheses
 `references.txt`, `translations.tsv` and `scores.json` into `--out` (default `<Sign2Gloss run
 dir>/eval_s2g2t_<split>`).
 
+    python jobs/evaluate.py --task s2t --checkpoint RUN_OR_CHECKPOINT [--split dev] [--shards ROOT
+        [--dataset NAME]] [--num-beams 5 ...] [--limit N] [--out DIR]
+
+s2t (Sign2Text): translate a preprocessed split from its frames (and keypoints) with a Sign2Text
+checkpoint, score BLEU-1..4 / ROUGE-L against the texts and the recognizer's glosses by WER. Writes
+`translations.tsv`, `hypotheses.txt`, `references.txt`, `glosses.tsv` and `scores.json` into `--out`
+(default `<checkpoint's run dir>/eval_<split>`).
+
     python jobs/evaluate.py --task table --out DIR --result s2g:dev=eval_dev/scores.json
         [--result g2t:test=...] [--result s2g2t:dev=...] [--result s2t:dev=metrics.json] ...
 
@@ -53,7 +61,7 @@ from pathlib import Path
 from typing import Callable
 
 from training.cli import LOG_FORMAT
-from training.evaluation import evaluate_gloss2text, evaluate_sign2gloss, evaluate_sign2gloss2text
+from training.evaluation import evaluate_gloss2text, evaluate_sign2gloss, evaluate_sign2gloss2text, evaluate_sign2text
 from training.results_table import task_metrics, write_results_table
 
 
@@ -123,6 +131,24 @@ def s2g2t_main(argv: list[str]) -> dict:
     return evaluate_sign2gloss2text(**args)
 
 
+def s2t_main(argv: list[str]) -> dict:
+    p = argparse.ArgumentParser(prog="evaluate.py --task s2t", description="Sign2Text BLEU-1..4 / ROUGE-L")
+    p.add_argument("--checkpoint", required=True, help="Sign2Text checkpoint or run directory (best checkpoint)")
+    p.add_argument("--split", help="split name (default: the run's dev split)")
+    p.add_argument("--shards", help="root of preprocessed datasets (default: the run's data.shards)")
+    p.add_argument("--dataset", help="dataset folder under --shards (default: the run's data.dataset)")
+    p.add_argument("--out", dest="out_dir")
+    p.add_argument("--num-beams", type=int)
+    p.add_argument("--length-penalty", type=float)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--limit", type=int, help="first N videos only")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    args = vars(p.parse_args(argv))
+    set_threads(args.pop("threads"))
+    return evaluate_sign2text(**args)
+
+
 def table_main(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(prog="evaluate.py --task table", description="results table of the four tasks")
     p.add_argument("--out", required=True, help="folder for results.md and results.json")
@@ -139,7 +165,8 @@ def table_main(argv: list[str]) -> dict:
     return write_results_table(args.out, cells)
 
 
-TASKS: dict[str, Callable[[list[str]], dict]] = {"g2t": g2t_main, "s2g": s2g_main, "s2g2t": s2g2t_main, "table": table_main}
+TASKS: dict[str, Callable[[list[str]], dict]] = {"g2t": g2t_main, "s2g": s2g_main, "s2g2t": s2g2t_main, "s2t": s2t_main,
+                                                     "table": table_main}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from common.config import StrictModel, load_config, save_config
 from common.files import atomic_write_json
@@ -41,12 +41,17 @@ class StageSection(StrictModel):
 
 
 class CorpusSection(StrictModel):
-    synthesize: str | None = None  # a jobs/synthesize.py config: the synthetic corpus is made if absent
-    synthesize_overrides: list[str] = []
+    root: str | None = None  # the corpus folder, given to preprocessing and Gloss2Text (None: the stage configs name it)
+    synthesize: str | None = None  # a jobs/synthesize.py config: the synthetic corpus is made in `root` if absent
     preprocess: str | None = None  # a jobs/preprocess.py config: the shards are made if absent (None: they exist)
-    preprocess_overrides: list[str] = []
     shards: str  # the shards' folder (the preprocessing's out_dir)
     dataset: str  # the primary dataset in it, e.g. synthetic-sgsl-a
+
+    @model_validator(mode="after")
+    def _synthesize_needs_root(self) -> "CorpusSection":
+        if self.synthesize and not self.root:
+            raise ValueError("corpus.synthesize needs corpus.root (where the synthetic corpus is made)")
+        return self
 
 
 class EvaluateSection(StrictModel):
@@ -63,9 +68,18 @@ class JointConfig(StrictModel):
     sign2text: StageSection
     evaluate: EvaluateSection = EvaluateSection()
 
+    def absolute(self) -> "JointConfig":
+        """Relative output and corpus paths made absolute (training.ray_cluster.storage_path), so that
+        every stage and Ray worker sees the same folders, under `ray job submit` too."""
+        from training.ray_cluster import storage_path
+
+        corpus = self.corpus.model_copy(update={
+            "shards": storage_path(self.corpus.shards), "root": self.corpus.root and storage_path(self.corpus.root)})
+        return self.model_copy(update={"out_dir": storage_path(self.out_dir), "corpus": corpus})
+
     @property
     def root(self) -> Path:
-        return Path(self.out_dir).resolve()
+        return Path(self.out_dir)
 
 
 def recipe(stage: str) -> tuple[type[BaseModel], Callable[[Any], dict], Callable[[Any], Any]]:
@@ -85,20 +99,22 @@ def recipe(stage: str) -> tuple[type[BaseModel], Callable[[Any], dict], Callable
 
 def make_corpus(cfg: JointConfig) -> None:
     """The synthetic corpus and the shards, each made only where absent or incomplete (both jobs
-    skip finished work and resume interrupted work)."""
+    skip finished work and resume interrupted work; preprocessing refuses shards of another corpus)."""
     c = cfg.corpus
     if c.synthesize:
         from jobs.synthesize import SynthesizeConfig, synthesize
 
-        synthesize(load_config(SynthesizeConfig, c.synthesize, c.synthesize_overrides))
+        synthesize(load_config(SynthesizeConfig, c.synthesize, [f"out_dir={c.root}"]))
     if c.preprocess:
         from jobs.preprocess import PreprocessConfig
         from jobs.preprocess import run as preprocess
 
-        results = preprocess(load_config(PreprocessConfig, c.preprocess, [*c.preprocess_overrides, f"out_dir={c.shards}"]))
-        bad = [r for r in results if getattr(r, "errors", 0)]
-        if bad:
-            log.warning("preprocessing reported errors in %s", [getattr(r, "name", r) for r in bad])
+        root = [f"corpus.root={c.root}"] if c.root else []
+        pre = load_config(PreprocessConfig, c.preprocess, [*root, f"out_dir={c.shards}"])
+        failed = {r.name: r.error_share for r in preprocess(pre) if r.error_share > pre.max_error_share}
+        if failed:
+            raise RuntimeError(f"preprocessing {c.preprocess}: share of failed videos {failed} above max_error_share "
+                               f"{pre.max_error_share} (see errors.parquet in {c.shards})")
 
 
 def stage_config(cfg: JointConfig, stage: str, inputs: list[str]) -> BaseModel:
@@ -133,7 +149,7 @@ def evaluate_all(cfg: JointConfig, runs: dict[str, dict]) -> dict:
     from training.results_table import task_metrics, write_results_table
 
     s2g, g2t, s2t = (runs[s]["run_dir"] for s in ("sign2gloss", "gloss2text", "sign2text"))
-    shards = str(Path(cfg.corpus.shards).resolve())
+    shards = cfg.corpus.shards
     cells = {}
     for split in cfg.evaluate.splits:
         out = cfg.root / "evaluation" / split
@@ -149,11 +165,13 @@ def evaluate_all(cfg: JointConfig, runs: dict[str, dict]) -> dict:
 def run(cfg: JointConfig) -> dict:
     """Run (or resume) the pipeline; returns {"stages", "results", "files"} (also pipeline.json)."""
     t0 = time.time()
+    cfg = cfg.absolute()
     cfg.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cfg.root / "pipeline.yaml")
     make_corpus(cfg)
-    data = [f"data.shards={Path(cfg.corpus.shards).resolve()}", f"data.dataset={cfg.corpus.dataset}"]
-    runs = {"sign2gloss": run_stage(cfg, "sign2gloss", data), "gloss2text": run_stage(cfg, "gloss2text", [])}
+    data = [f"data.shards={cfg.corpus.shards}", f"data.dataset={cfg.corpus.dataset}"]
+    text = [f"data.corpus.root={cfg.corpus.root}"] if cfg.corpus.root else []
+    runs = {"sign2gloss": run_stage(cfg, "sign2gloss", data), "gloss2text": run_stage(cfg, "gloss2text", text)}
     runs["sign2text"] = run_stage(cfg, "sign2text", [*data, f"model.sign2gloss={runs['sign2gloss']['run_dir']}",
                                                      f"model.gloss2text={runs['gloss2text']['run_dir']}"])
     results = evaluate_all(cfg, runs)

@@ -49,6 +49,7 @@ from training.checkpoint import load_sign2text, load_sign2text_sources, save_sig
 from training.cli import LOG_FORMAT, recipe_main
 from training.distributed import autocast, gather, sync_buffers_from_rank0, worker_context, wrap_ddp
 from training.evaluation import decode_sign2text, move_to, score_heads, score_texts
+from training.ray_cluster import storage_path
 from training.ray_train import ScalingSection, fit, report_epoch, write_summary
 from training.run_log import CurveSpec, RunLog
 from training.schedule import EpochBudget, make_lr_scheduler
@@ -144,13 +145,11 @@ class Sign2TextConfig(StrictModel):
 
 
 def absolute_paths(cfg: Sign2TextConfig) -> Sign2TextConfig:
-    """Local paths resolved against the current directory (Ray workers may run elsewhere)."""
+    """Relative paths made absolute (training.ray_cluster.storage_path: under $SIGNBRIDGE_STORAGE
+    when set, else the current directory), as Ray workers may run elsewhere."""
     cfg = cfg.model_copy(deep=True)
-    cfg.out_dir = str(Path(cfg.out_dir).resolve())
-    if "://" not in cfg.data.shards:
-        cfg.data.shards = str(Path(cfg.data.shards).resolve())
-    cfg.model.sign2gloss = str(Path(cfg.model.sign2gloss).resolve())
-    cfg.model.gloss2text = str(Path(cfg.model.gloss2text).resolve())
+    cfg.out_dir, cfg.data.shards = storage_path(cfg.out_dir), storage_path(cfg.data.shards)
+    cfg.model.sign2gloss, cfg.model.gloss2text = storage_path(cfg.model.sign2gloss), storage_path(cfg.model.gloss2text)
     return cfg
 
 

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Sets up .venv (if needed) and runs the embedded default, the synthetic signing corpus demo:
-# generate the two-language corpus, then preprocess it with Ray Data into Parquet shards.
+# Sets up .venv (if needed) and runs the embedded default: the progressive pipeline
+# (jobs/joint_train.py, configs/joint/demo.yaml) on the synthetic signing corpus: generate the
+# two-language corpus, preprocess it with Ray Data into Parquet shards, train Sign2Gloss,
+# Gloss2Text and joint Sign2Text, evaluate the four tasks on dev and test.
 # Every stage skips work that is already done, so re-running resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-OUT=${OUT:-outputs/demo}
-PY=.venv/bin/python
-$PY jobs/synthesize.py --config configs/synthesize/demo.yaml out_dir="$OUT/corpus"
-$PY jobs/preprocess.py --config configs/data/synthetic_demo.yaml corpus.root="$OUT/corpus" out_dir="$OUT/shards"
+.venv/bin/python jobs/joint_train.py --config configs/joint/demo.yaml "$@"

@@ -1,5 +1,7 @@
-"""A recipe submitted with `ray job submit --working-dir` to a real cluster started with `ray start
---head`: the job succeeds and leaves its run (summary, metrics, checkpoint, dev evaluation).
+"""The progressive pipeline (jobs/joint_train.py, tiny config) submitted with `ray job submit
+--working-dir` to a real cluster started with `ray start --head`: the job succeeds and leaves the
+corpus, shards, the three stages' runs and the results table; submitted again, it trains nothing
+and gives the same table.
 
 The cluster runs in its own process group (`ray start --block`) with its own temp dir and ports, and
 is stopped by signalling that group: `ray stop` would stop every Ray instance of the machine.
@@ -18,17 +20,16 @@ import time
 from pathlib import Path
 
 import pytest
-from _translation_helpers import write_tiny_corpus
 
 from training.ray_cluster import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's `ray` and `python`: the job runs the same interpreter
-# The submitted command, relative to the working dir (switch to jobs/joint_train.py when it exists).
-ENTRYPOINT = "python jobs/train_translation.py --config configs/translation/tiny.yaml"
+# The submitted command, relative to the working dir.
+ENTRYPOINT = "python jobs/joint_train.py --config configs/joint/tiny.yaml"
 # Kept out of the upload (Ray also skips what .gitignore lists): runs, environments, git history.
 EXCLUDES = [".git", ".venv", "outputs", "**/__pycache__", ".pytest_cache"]
-TIMEOUT_S = 420
+TIMEOUT_S = 900
 
 
 def _ray(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -75,54 +76,67 @@ def _wait_until_up(client_factory, head: subprocess.Popen, log: Path, timeout_s:
     pytest.fail(f"the dashboard did not come up in {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
-def test_ray_job_submit_runs_a_recipe_on_a_ray_start_cluster(tmp_path, monkeypatch):
-    from ray.job_submission import JobStatus, JobSubmissionClient
+def _submit(client, address: str, submission_id: str, overrides: list[str], env: dict) -> tuple[dict, str]:
+    """Submit the pipeline, wait for it to end; returns (its summary: the last JSON line of its log, the log)."""
+    from ray.job_submission import JobStatus
 
-    files = write_tiny_corpus(tmp_path / "data")
-    out_dir = tmp_path / "runs"
+    runtime_env = json.dumps({"excludes": EXCLUDES, "env_vars": {"HF_HUB_OFFLINE": "1"}})
+    submitted = _ray("job", "submit", "--address", address, "--submission-id", submission_id, "--no-wait",
+                     "--working-dir", str(REPO), "--runtime-env-json", runtime_env, "--",
+                     *ENTRYPOINT.split(), *overrides, env=env)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    deadline = time.time() + TIMEOUT_S
+    while (status := client.get_job_status(submission_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.time() < deadline, f"job still {status} after {TIMEOUT_S} s:\n{client.get_job_logs(submission_id)[-3000:]}"
+        time.sleep(2)
+    logs = _ray("job", "logs", "--address", address, submission_id, env=env).stdout
+    assert status == JobStatus.SUCCEEDED, logs[-5000:]
+    shown = _ray("job", "status", "--address", address, "--log-color", "false", submission_id, env=env)
+    assert shown.returncode == 0 and f"Job '{submission_id}' succeeded" in shown.stdout, shown.stdout
+    info = client.get_job_info(submission_id)
+    assert info.entrypoint.startswith(ENTRYPOINT) and info.runtime_env["excludes"] == EXCLUDES
+    return json.loads(next(line for line in reversed(logs.splitlines()) if line.startswith("{"))), logs
+
+
+def test_ray_job_submit_runs_the_pipeline_on_a_ray_start_cluster(tmp_path, monkeypatch):
+    from ray.job_submission import JobSubmissionClient
+
+    out_dir = tmp_path / "pipeline"
     ray_tmp = tempfile.mkdtemp(prefix="sbjob", dir="/tmp")  # short: Unix socket paths <= 107 bytes
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp,
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
+    env.pop("SIGNBRIDGE_STORAGE", None)
     for key in ("RAY_AUTH_MODE", "RAY_TMPDIR"):
         monkeypatch.setenv(key, env[key])
     dashboard_port = free_port()
     address = f"http://127.0.0.1:{dashboard_port}"
     head = _start_head(env, dashboard_port, tmp_path / "ray_start.log")
+    overrides = [f"out_dir={out_dir}", f"corpus.root={tmp_path / 'corpus'}", f"corpus.shards={tmp_path / 'shards'}"]
     try:
         client = _wait_until_up(lambda: JobSubmissionClient(address), head, tmp_path / "ray_start.log")
-        submission_id = f"signbridge_test_{os.getpid()}"
-        overrides = [f"out_dir={out_dir}", "name=submitted", f"data.corpus.files.train={files['train']}",
-                     f"data.corpus.files.dev={files['dev']}", "train.epochs=1", "data.train_limit=null",
-                     "data.dev_limit=8"]
-        runtime_env = json.dumps({"excludes": EXCLUDES, "env_vars": {"HF_HUB_OFFLINE": "1"}})
-        submitted = _ray("job", "submit", "--address", address, "--submission-id", submission_id, "--no-wait",
-                         "--working-dir", str(REPO), "--runtime-env-json", runtime_env, "--",
-                         *ENTRYPOINT.split(), *overrides, env=env)
-        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        summary, logs = _submit(client, address, f"signbridge_test_{os.getpid()}", overrides, env)
 
-        deadline = time.time() + TIMEOUT_S
-        while (status := client.get_job_status(submission_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-            assert time.time() < deadline, f"job still {status} after {TIMEOUT_S} s:\n{client.get_job_logs(submission_id)[-3000:]}"
-            time.sleep(2)
-        logs = _ray("job", "logs", "--address", address, submission_id, env=env).stdout
-        assert status == JobStatus.SUCCEEDED, logs[-5000:]
-        shown = _ray("job", "status", "--address", address, "--log-color", "false", submission_id, env=env)
-        assert shown.returncode == 0 and f"Job '{submission_id}' succeeded" in shown.stdout, shown.stdout
-        info = client.get_job_info(submission_id)
-        assert info.entrypoint.startswith(ENTRYPOINT) and info.runtime_env["excludes"] == EXCLUDES
+        assert (tmp_path / "corpus/synthetic.json").exists() and (tmp_path / "shards/synthetic-sgsl-a").is_dir()
+        assert {s: r["status"] for s, r in summary["stages"].items()} == {s: "trained" for s in ("sign2gloss", "gloss2text", "sign2text")}
+        for stage, run in summary["stages"].items():
+            run_dir = Path(run["run_dir"])
+            assert run_dir.parent == out_dir / stage, (stage, run_dir)
+            ckpt = Path(json.loads((run_dir / "best_checkpoint.json").read_text())["best_checkpoint"])
+            assert (ckpt / "model" / "weights.pt").stat().st_size > 0 and list(run_dir.glob("*.png")), stage
+        assert json.loads((out_dir / "pipeline.json").read_text())["results"] == summary["results"]
+        rows = {r["task"]: r["dev"] for r in summary["results"]["rows"]}
+        assert 0 <= rows["Sign2Gloss"]["wer"] and rows["Sign2Gloss"]["bleu4"] is None
+        for task in ("Gloss2Text", "Sign2Gloss2Text", "Sign2Text"):
+            assert all(0 <= rows[task][m] <= 100 for m in ("rouge", "bleu1", "bleu2", "bleu3", "bleu4")), (task, rows[task])
+        table = (out_dir / "results.md").read_text().splitlines()
+        assert [line.split(" | ")[0] for line in table[2:]] == ["| Sign2Gloss", "| Gloss2Text", "| Sign2Gloss2Text", "| Sign2Text"]
+        scores = json.loads((out_dir / "evaluation/dev/sign2text/scores.json").read_text())
+        assert scores["sentences"] == 4 and f"{scores['scores']['bleu4']:.2f}" in table[5]
 
-        # the recipe's summary (its last stdout line) and the run it describes
-        summary = json.loads(next(line for line in reversed(logs.splitlines()) if line.startswith("{")))
-        run_dir = out_dir / "submitted"
-        assert summary["run_dir"] == str(run_dir) and summary["epochs_run"] == [1]
-        assert json.loads((run_dir / "best_checkpoint.json").read_text())["best_checkpoint"] == summary["best_checkpoint"]
-        history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        assert [h["epoch"] for h in history] == [1] and "dev_bleu4" in history[0]
-        ckpt = Path(summary["best_checkpoint"])
-        assert ckpt.parent == run_dir and (ckpt / "model" / "weights.pt").stat().st_size > 0
-        scores = json.loads((run_dir / "eval_dev" / "scores.json").read_text())
-        assert scores["sentences"] == 8 and set(scores["scores"]) == {"bleu1", "bleu2", "bleu3", "bleu4", "rouge"}
+        again, _ = _submit(client, address, f"signbridge_test_{os.getpid()}_again", overrides, env)
+        assert {r["status"] for r in again["stages"].values()} == {"skipped"}
+        assert again["results"] == summary["results"]  # the same checkpoints, evaluated the same way
     finally:
         _stop_head(head)
         shutil.rmtree(ray_tmp, ignore_errors=True)
