@@ -149,16 +149,16 @@ def evaluate_all(cfg: JointConfig, runs: dict[str, dict]) -> dict:
     from training.results_table import task_metrics, write_results_table
 
     s2g, g2t, s2t = (runs[s]["run_dir"] for s in ("sign2gloss", "gloss2text", "sign2text"))
-    shards = cfg.corpus.shards
+    data = {"shards": cfg.corpus.shards, "dataset": cfg.corpus.dataset}
     cells = {}
     for split in cfg.evaluate.splits:
         out = cfg.root / "evaluation" / split
-        cells[("s2g", split)] = task_metrics("s2g", evaluate_sign2gloss(s2g, split=split, shards=shards, out_dir=out / "sign2gloss"))
+        cells[("s2g", split)] = task_metrics("s2g", evaluate_sign2gloss(s2g, split=split, out_dir=out / "sign2gloss", **data))
         cells[("g2t", split)] = task_metrics("g2t", evaluate_gloss2text(g2t, split=split, out_dir=out / "gloss2text"))
         if cfg.evaluate.sign2gloss2text:
-            cells[("s2g2t", split)] = task_metrics("s2g2t", evaluate_sign2gloss2text(s2g, g2t, split=split, shards=shards,
-                                                                                     out_dir=out / "sign2gloss2text"))
-        cells[("s2t", split)] = task_metrics("s2t", evaluate_sign2text(s2t, split=split, shards=shards, out_dir=out / "sign2text"))
+            cells[("s2g2t", split)] = task_metrics("s2g2t", evaluate_sign2gloss2text(s2g, g2t, split=split,
+                                                                                     out_dir=out / "sign2gloss2text", **data))
+        cells[("s2t", split)] = task_metrics("s2t", evaluate_sign2text(s2t, split=split, out_dir=out / "sign2text", **data))
     return write_results_table(cfg.root, cells)
 
 
