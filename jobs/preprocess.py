@@ -118,9 +118,12 @@ class PreprocessConfig(StrictModel):
 
 
 def output_hash(config: PreprocessConfig, corpus_fingerprint: str) -> str:
-    """Hash of what determines the shards' content (not where they go, nor Ray resources), and of
-    the corpus they copy (`corpus_fingerprint`), so shards of a regenerated corpus are never reused."""
-    content = config.model_copy(update={"out_dir": "", "resources": ResourcesConfig(), "ray": RayConfig(), "max_error_share": 0.0, "languages": []})
+    """Hash of what determines the shards' content (not where they go, nor where the corpus lies, nor
+    Ray resources), and of the corpus they copy (`corpus_fingerprint`), so shards of a regenerated
+    corpus are never reused and a moved corpus keeps its shards."""
+    corpus = config.corpus.model_copy(update={"root": None, "files": {}, "video_root": None})
+    content = config.model_copy(update={"out_dir": "", "resources": ResourcesConfig(), "ray": RayConfig(), "max_error_share": 0.0,
+                                        "languages": [], "corpus": corpus, "video": config.video.model_copy(update={"root": None})})
     return config_hash(content, extra={"corpus": corpus_fingerprint})
 
 

@@ -171,6 +171,8 @@ def test_shards_of_a_changed_corpus_are_refused_not_reused(ray_local, corpus, tm
     [first] = run(cfg)
     assert not first.up_to_date
     assert run(cfg)[0].up_to_date
+    shutil.copytree(root, tmp_path / "moved")  # the same corpus elsewhere keeps its shards
+    assert run(config(tmp_path / "moved", tmp_path / "out"))[0].up_to_date
     generated_with("2222222222222222")
     with pytest.raises(ConfigError, match="different corpus"):
         run(cfg)
