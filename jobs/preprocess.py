@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
 
-import cv2
 import numpy as np
 from pydantic import Field
 
@@ -54,7 +53,7 @@ from pipelines.shards import (
     shard_schema,
     write_block,
 )
-from pipelines.video_io import FrameSpec, VideoError, VideoSource, decode_video, locate
+from pipelines.video_io import FrameSpec, VideoError, VideoSource, decode_video, encode_jpeg_frames, locate
 from pipelines.vocabulary import GlossVocabulary
 from training.ray_cluster import storage_path
 
@@ -249,16 +248,11 @@ def encode_row(row: dict, storage: str, quality: int, backend: str) -> dict:
     if storage == "raw":
         out["frames"] = np.asarray(frames, np.uint8)
         return out
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    encoded = []
-    for f in np.asarray(frames):
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            out.update(_error_fields("encode", "JPEG encoding failed"))
-            out["frames"], out["keypoints"] = [], None
-            return out
-        encoded.append(buf.tobytes())
-    out["frames"] = encoded
+    try:
+        out["frames"] = encode_jpeg_frames(frames, quality)
+    except ValueError as exc:
+        out.update(_error_fields("encode", f"JPEG encoding failed ({exc})"))
+        out["frames"], out["keypoints"] = [], None
     return out
 
 

@@ -114,6 +114,12 @@ class TwoStreamConfig(BaseModel):
         return [*self.streams, *(["fuse"] if self.two_stream and self.fuse_head else [])]
 
     @property
+    def temporal_stride(self) -> int:
+        """Input frames per output step: S3D halves time in blocks 1, 4 and 5. A clip of at least
+        this many frames gets an output step in any batch (`s3d.valid_lengths`)."""
+        return 2 if self.num_blocks < 4 else 4 if self.num_blocks == 4 else 8
+
+    @property
     def decodable_heads(self) -> list[str]:
         """The heads, plus `ensemble` (their averaged probabilities) when there are several."""
         heads = self.head_names

@@ -374,6 +374,19 @@ def subsample(num_frames: int, spec: FrameSpec) -> np.ndarray:
     return idx[: spec.max_frames] if spec.max_frames else idx
 
 
+def encode_jpeg_frames(frames: np.ndarray, quality: int) -> list[bytes]:
+    """uint8 RGB frames (T, H, W, 3) -> JPEG bytes per frame, as the shards store them. Raises
+    ValueError when OpenCV cannot encode a frame."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    encoded = []
+    for k, frame in enumerate(np.asarray(frames)):
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise ValueError(f"frame {k}: JPEG encoding failed")
+        encoded.append(buf.tobytes())
+    return encoded
+
+
 def decode_video(source: VideoSource, spec: FrameSpec, expected_frames: int | None = None) -> DecodedVideo:
     """Decode, check the frame count against the annotation, subsample, crop and resize.
 

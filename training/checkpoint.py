@@ -350,13 +350,11 @@ def load_sign2text_sources(sign2gloss: str | Path, gloss2text: str | Path,
 
 
 def max_visual_steps(s2g: Sign2GlossCheckpoint) -> int | None:
-    """The most output steps the recognizer gives a clip under its input settings (None: unbounded).
-    S3D halves time in block 1, 4 and 5."""
+    """The most output steps the recognizer gives a clip under its input settings (None: unbounded)."""
     max_frames = s2g.collate.max_frames
     if max_frames is None:
         return None
-    blocks = s2g.model.config.num_blocks
-    return -(-max_frames // (2 if blocks < 4 else 4 if blocks == 4 else 8))
+    return -(-max_frames // s2g.model.config.temporal_stride)
 
 
 # ---- ISLR: shared encoder + one classifier per language, the class lists, the clip settings ----------------

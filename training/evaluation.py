@@ -90,6 +90,14 @@ def choose_head(wers: dict[str, float], select: str) -> str:
     return min(wers, key=lambda h: (wers[h], h))
 
 
+def checkpoint_head(ck) -> str:
+    """The head a Sign2Gloss checkpoint (training.checkpoint.Sign2GlossCheckpoint) was selected with
+    on dev (`dev_head` of its metrics), else its run's `train.select_head` over the dev WERs it records."""
+    heads = ck.model.config.decodable_heads
+    select = ck.run_config.get("train", {}).get("select_head", "auto")
+    return ck.metrics.get("dev_head") or choose_head({h: ck.metrics.get(f"dev_wer_{h}", 0.0) for h in heads}, select)
+
+
 # ---- Gloss2Text --------------------------------------------------------------------------------------
 
 
@@ -226,8 +234,7 @@ def evaluate_sign2gloss(checkpoint: str | Path, *, split: str | None = None, sha
     manifest = read_manifest(root, name)
     heads = ck.model.config.decodable_heads
     if head in (None, "auto"):
-        select = ck.run_config.get("train", {}).get("select_head", "auto")
-        head = ck.metrics.get("dev_head") or choose_head({h: ck.metrics.get(f"dev_wer_{h}", 0.0) for h in heads}, select)
+        head = checkpoint_head(ck)
     if head not in heads:
         raise ValueError(f"head {head!r}: the checkpoint's model has heads {heads}")
     beam = beam_width if beam_width is not None else run_decode.get("beam_width", 5)
