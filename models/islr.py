@@ -10,7 +10,8 @@ classification layer per language.
 
 Every head sees every clip (a later mapping step reads the primary head's softmax on auxiliary
 clips; DDP sees every parameter used). `islr_loss` is the sum over languages of the
-label-smoothed cross-entropy of that language's clips under its own head.
+label-smoothed cross-entropy of that language's clips under its own head; `head_similarity` the
+weight-level cross-lingual mapping scores of two heads.
 """
 
 from __future__ import annotations
@@ -135,3 +136,14 @@ def load_encoder_from_sign2gloss(model: ISLRModel, state_dict: dict[str, torch.T
     model.encoder.load_state_dict({k: source[k] for k in copied}, strict=False)
     return copied
 
+
+
+def head_similarity(model: ISLRModel, auxiliary: str, primary: str) -> torch.Tensor:
+    """The weight-level cross-lingual scores: row softmax of W_aux W_primaryᵀ, the two heads' weight
+    matrices (C_aux, D) and (C_primary, D), biases left out -> (C_aux, C_primary) float32, row i the
+    scores of auxiliary class i over the primary classes."""
+    for lang in (auxiliary, primary):
+        if lang not in model.heads:
+            raise KeyError(f"the ISLR model has no head for language {lang!r} (heads: {list(model.heads)})")
+    w_aux, w_primary = model.heads[auxiliary].weight.float(), model.heads[primary].weight.float()
+    return torch.softmax(w_aux @ w_primary.T, dim=1)

@@ -212,13 +212,15 @@ def dictionary_uris(root: str, splits: str | Sequence[str]) -> list[str]:
     return out
 
 
-def read_dictionary_table(root: str, splits: str | Sequence[str], columns: Sequence[str] = SMALL_COLUMNS) -> pa.Table:
-    """Some columns of the dictionary's clips (pyarrow, in the driver; no frames by default)."""
+def read_dictionary_table(root: str, splits: str | Sequence[str], columns: Sequence[str] = SMALL_COLUMNS,
+                          names: Sequence[str] | None = None) -> pa.Table:
+    """Some columns of the dictionary's clips (pyarrow, in the driver; no frames by default); with
+    `names`, only the clips of those names."""
     directory = DatasetDir(root)
     tables = []
     for uri in dictionary_uris(root, splits):
         with directory.fs.open_input_file(DatasetDir(uri).path) as f:
-            tables.append(pq.read_table(f, columns=list(columns)))
+            tables.append(pq.read_table(f, columns=list(columns), filters=None if names is None else [("name", "in", list(names))]))
     return pa.concat_tables(tables) if tables else dictionary_schema("jpeg", "float16").empty_table().select(list(columns))
 
 
