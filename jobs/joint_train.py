@@ -162,6 +162,33 @@ def evaluate_all(cfg: JointConfig, runs: dict[str, dict]) -> dict:
     return write_results_table(cfg.root, cells)
 
 
+def plot_first_sample(cfg: JointConfig, split: str) -> Path:
+    """`<out_dir>/sample_<split>.png`: the split's first video (by name) with its keypoints, the
+    Sign2Text model's glosses and translation, and the references (the evaluation's files)."""
+    import pyarrow.parquet as pq
+
+    from pipelines.shards import shard_uris
+    from pipelines.video_collate import predecode_row
+    from pipelines.video_io import resolve_fs
+    from training.sample_figure import plot_sample
+
+    evaluation = cfg.root / "evaluation" / split / "sign2text"
+    translations = [line.split("\t") for line in (evaluation / "translations.tsv").read_text().splitlines()[1:]]
+    name, text_hyp, text_ref = min(translations)
+    glosses = dict(line.split("\t", 1) for line in (evaluation / "glosses.tsv").read_text().splitlines())
+    for uri in shard_uris(cfg.corpus.shards, cfg.corpus.dataset, split):
+        fs, path = resolve_fs(uri)
+        rows = pq.read_table(path, filesystem=fs, filters=[("name", "=", name)]).to_pylist()
+        if rows:
+            break
+    row = predecode_row(rows[0])
+    keypoints = None if row.get("keypoints") is None else row["keypoints"]
+    out = cfg.root / f"sample_{split}.png"
+    plot_sample(row["frames"], keypoints, glosses_hyp=glosses.get(name, ""), glosses_ref=row["gloss"], text_hyp=text_hyp,
+                text_ref=text_ref, path=out)
+    return out
+
+
 def run(cfg: JointConfig) -> dict:
     """Run (or resume) the pipeline; returns {"stages", "results", "files"} (also pipeline.json)."""
     t0 = time.time()
@@ -175,7 +202,9 @@ def run(cfg: JointConfig) -> dict:
     runs["sign2text"] = run_stage(cfg, "sign2text", [*data, f"model.sign2gloss={runs['sign2gloss']['run_dir']}",
                                                      f"model.gloss2text={runs['gloss2text']['run_dir']}"])
     results = evaluate_all(cfg, runs)
-    files = [str(cfg.root / "results.md"), str(cfg.root / "results.json")]
+    figure = plot_first_sample(cfg, cfg.evaluate.splits[0])
+    curves = [str(Path(r["run_dir"]) / "learning_curve.png") for r in runs.values() if r["status"] != "given"]
+    files = [str(cfg.root / "results.md"), str(cfg.root / "results.json"), str(figure), *curves]
     summary = {"stages": runs, "results": results, "files": files, "wall_s": time.time() - t0}
     atomic_write_json(cfg.root / "pipeline.json", summary)
     print((cfg.root / "results.md").read_text())
