@@ -394,8 +394,11 @@ def split_dataset(cfg: RecognitionConfig, split: str, limit: int | None, names: 
 
     ds = read_shards(cfg.data.shards, cfg.data.dataset, split, columns=shard_columns(cfg.uses_keypoints()))
     if names is not None:
-        keep = frozenset(names)
-        ds = ds.filter(lambda row: str(row["name"]) in keep)
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        keep = pa.array(names, pa.string())
+        ds = ds.map_batches(lambda t: t.filter(pc.is_in(t["name"], value_set=keep)), batch_format="pyarrow")
     return ds.limit(limit) if limit else ds
 
 
