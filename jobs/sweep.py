@@ -6,7 +6,7 @@ share, and a killed sweep resumes where it stopped.
 
 The sweep config names the recipe (`recipe`), its config file and overrides, the search space
 (`search.grid` lists every value; `choice`, `uniform`, `loguniform` are sampled `num_samples`
-times), the per-epoch metric Tune schedules on (a key the recipe reports each epoch, e.g.
+times; `derived` sets recipe keys from templates over the swept values, e.g. a file per threshold), the per-epoch metric Tune schedules on (a key the recipe reports each epoch, e.g.
 `dev_wer`) and the summary values the results table shows. Outputs in `<out_dir>/<name>/`:
 Tune's experiment folder (restored on a re-run: finished trials are kept, unfinished ones resume
 from their latest Ray Train checkpoint), `trials/<trial>/` the recipe's run folders,
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import string
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -76,6 +77,11 @@ class SweepConfig(StrictModel):
     recipe: str
     config: str  # the recipe's config file
     overrides: list[str] = []  # key=value applied to it before each trial's values
+    # recipe keys set from each trial's values: Python format strings over the swept keys, e.g.
+    # {"data.auxiliary.sgsl_b.relabel": "outputs/mapping/relabelled_t{threshold:.2f}.jsonl"}. A swept key
+    # named in a template is the sweep's own variable (e.g. the threshold of the job that wrote those
+    # files; a plain name, no dot) and is not passed to the recipe itself.
+    derived: dict[str, str] = {}
     search: SearchSection
     num_samples: int = Field(1, ge=1)  # repeats of the grid (with fresh samples of the random keys)
     metric: str  # reported by the recipe every epoch
@@ -96,7 +102,15 @@ class SweepConfig(StrictModel):
         for plot in self.plots:
             if plot.x not in swept:
                 raise ValueError(f"plots: x {plot.x!r} is not a swept key ({', '.join(swept)})")
+        for key, template in self.derived.items():
+            for field in template_fields(template):
+                if field not in swept or "." in field:
+                    raise ValueError(f"derived.{key}: {{{field}}} is not a swept key without dots ({', '.join(swept)})")
         return self
+
+    def sweep_variables(self) -> set[str]:
+        """Swept keys used by `derived` templates only: not recipe keys."""
+        return {f for template in self.derived.values() for f in template_fields(template)}
 
     @property
     def sweep_dir(self) -> Path:
@@ -113,10 +127,17 @@ def param_space(search: SearchSection) -> dict[str, Any]:
             **{k: tune.loguniform(*v) for k, v in search.loguniform.items()}}
 
 
+def template_fields(template: str) -> set[str]:
+    """The field names of a format string ("{t:.2f}" -> {"t"})."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
 def trial_overrides(cfg: SweepConfig, params: dict[str, Any], run_name: str) -> list[str]:
-    """The recipe overrides of one trial: the sweep's, the trial's values (as JSON, which is YAML),
-    and where its run goes."""
-    return [*cfg.overrides, *(f"{k}={json.dumps(v)}" for k, v in params.items()),
+    """The recipe overrides of one trial: the sweep's, the trial's values (as JSON, which is YAML)
+    but the sweep's own variables, the `derived` keys, and where its run goes."""
+    own = cfg.sweep_variables()
+    return [*cfg.overrides, *(f"{k}={json.dumps(v)}" for k, v in params.items() if k not in own),
+            *(f"{k}={json.dumps(t.format_map(params))}" for k, t in cfg.derived.items()),
             f"name={run_name}", f"out_dir={cfg.sweep_dir / 'trials'}"]
 
 

@@ -21,6 +21,21 @@ The papers' two-stage recipe in one command: with `stream_pretraining.streams`, 
 each of those streams alone (run `<name>_<stream>`), then this TwoStream network starting from them
 (`pretrained.<stream>_stream`); a stage that already finished with the same config is reused.
 
+Auxiliary corpora (the cross-lingual paper's mixed training): `data.auxiliary` names preprocessed
+corpora whose training clips join every mini-batch at 1:`data.alpha` (pipelines/mixed_batches.py:
+each batch of B primary clips gets floor or ceil of alpha x B auxiliary clips, an epoch of N primary
+clips exactly round(alpha x N); the epoch is the primary data's; several corpora are drawn in
+proportion to their sizes). An auxiliary clip's labels are its `relabel` file's (the cross-lingual
+mapping's output: mapped glosses are primary glosses, unmapped ones `<lang>:<gloss>` classes;
+format in pipelines/auxiliary_labels.py), or without one its own glosses as `<lang>:<gloss>`
+classes (the multi-task baseline) or, `same_language`, by name (a corpus of the primary's sign
+language: shared glosses are one class). The vocabulary is the primary's glosses followed by the
+auxiliary classes that are not among them. Dev and test stay the primary's: WER is against primary
+glosses, so a predicted auxiliary-only class counts as an error. `data.alpha` 0 is the monolingual
+baseline (no auxiliary corpus read, the primary vocabulary alone); `data.primary_fraction` trains on
+a seeded subset of the primary training split. The summary records each auxiliary corpus' clips,
+classes and mapped classes, `aux_mapped_share` over all, and epochs count `train_aux_clips`.
+
 Every epoch dev is decoded (greedy by default, `decode.dev_beam_width`) for every head (rgb,
 keypoint, fuse, ensemble, as the model has them), the WER of each is reported with a checkpoint
 (`ray.train.report`), and `dev_wer` is the WER of the selected head (`train.select_head`; `auto`: the
@@ -30,7 +45,7 @@ never repeats a finished epoch. With `train.max_minutes` the cosine schedule is 
 epochs that fit in the budget (re-estimated every epoch) and training stops before passing it. At the
 end the best checkpoint is decoded on dev with `decode.beam_width` (jobs/evaluate.py --task s2g).
 
-Run directory: `assets/` (gloss_vocab.json), `checkpoint_*/` (Ray), `metrics.jsonl` (one line per
+Run directory: `assets/` (gloss_vocab.json, primary_vocab.json), `checkpoint_*/` (Ray), `metrics.jsonl` (one line per
 epoch), `learning_curve.png`, `best_checkpoint.json`, `eval_dev/` (final hypotheses and scores).
 Checkpoint layout: `model/` (`weights.pt`, `config.json`: the TwoStreamConfig), `gloss_vocab.json`,
 `config.yaml` (the resolved run config), `train_state.pt` (optimizer, scheduler, epoch, RNG, history),
@@ -52,6 +67,7 @@ from pydantic import Field, field_validator, model_validator
 
 from common.config import StrictModel, save_config
 from common.files import atomic_path
+from pipelines.mixed_batches import auxiliary_stream
 from pipelines.prefetch import prefetched
 from pipelines.recognition_batches import RecognitionCollate, eval_batches, in_share, shard_columns, train_batches
 from pipelines.video_collate import VideoCollateConfig, rows_of
@@ -80,6 +96,23 @@ HeadChoice = Literal["auto", "rgb", "keypoint", "fuse", "ensemble"]
 # ---- configuration ------------------------------------------------------------------------------
 
 
+class AuxiliarySection(StrictModel):
+    """An auxiliary corpus whose training clips join every mini-batch at 1:`data.alpha` (module
+    docstring, "Auxiliary corpora")."""
+
+    shards: str  # root folder of preprocessed datasets (jobs/preprocess.py out_dir)
+    dataset: str | None = None  # dataset folder under `shards`; None: `shards` itself
+    split: str = "train"
+    # relabel file of the cross-lingual mapping (pipelines/auxiliary_labels.py: JSON lines
+    # {"name": <sample name in these shards>, "gloss": "<space-separated classes>"}, one line per sample
+    # of `split`, each auxiliary gloss replaced by its primary gloss or kept as "<lang>:<gloss>").
+    # None: the corpus' own glosses, as `<language>:<gloss>` classes (the multi-task baseline) or,
+    # with `same_language`, by name.
+    relabel: str | None = None
+    same_language: bool = False  # the primary's sign language: glosses merge with the primary's by name, unmapped
+    language: str | None = None  # prefix of its own classes; None: the language in the shards' manifest
+
+
 class DataSection(StrictModel):
     shards: str  # root folder of preprocessed datasets (jobs/preprocess.py out_dir)
     dataset: str | None = None  # dataset folder under `shards` (e.g. synthetic-sgsl-a); None: `shards` itself
@@ -97,6 +130,13 @@ class DataSection(StrictModel):
     length_buckets: int = Field(1, ge=1)  # draw this many batches' clips at once and batch them by length
     train_limit: int | None = None  # first N videos only (tests, smoke runs)
     dev_limit: int | None = None
+    # auxiliary corpora by a short name (overrides: data.auxiliary.<name>.relabel=...), all mixed in at
+    # 1:alpha (alpha 0: the monolingual baseline, the auxiliary corpora unread)
+    auxiliary: dict[str, AuxiliarySection] = {}
+    alpha: float = Field(0.2, ge=0)
+    # train on this fraction of the primary training split: the samples first in a permutation of
+    # their sorted names drawn from train.seed (the papers' 20/40/60 %)
+    primary_fraction: float = Field(1.0, gt=0, le=1)
 
 
 class OptimSection(StrictModel):
@@ -215,7 +255,14 @@ class RecognitionConfig(StrictModel):
         for stream in stages:
             if getattr(self.pretrained, f"{stream}_stream"):
                 raise ValueError(f"stream_pretraining trains the {stream} stream: leave pretrained.{stream}_stream unset")
+        for key, aux in self.data.auxiliary.items():
+            if aux.relabel and aux.same_language:
+                raise ValueError(f"data.auxiliary.{key}: same_language merges by gloss name; give relabel or same_language, not both")
         return self
+
+    def mixes_auxiliary(self) -> bool:
+        """Whether auxiliary clips join the batches (some auxiliary corpus and alpha > 0)."""
+        return bool(self.data.auxiliary) and self.data.alpha > 0
 
     def accumulation(self) -> int:
         """Batches per optimizer step on each worker."""
@@ -244,6 +291,9 @@ def absolute_paths(cfg: RecognitionConfig) -> RecognitionConfig:
     cfg = cfg.model_copy(deep=True)
     cfg.out_dir = storage_path(cfg.out_dir)
     cfg.data.shards = storage_path(cfg.data.shards)
+    for aux in cfg.data.auxiliary.values():
+        aux.shards = storage_path(aux.shards)
+        aux.relabel = str(Path(aux.relabel).resolve()) if aux.relabel else None
     for field in ("rgb_s3d", "keypoint_s3d", "rgb_stream", "keypoint_stream"):
         if getattr(cfg.pretrained, field):
             setattr(cfg.pretrained, field, str(Path(getattr(cfg.pretrained, field)).resolve()))
@@ -253,33 +303,102 @@ def absolute_paths(cfg: RecognitionConfig) -> RecognitionConfig:
 # ---- data: the shards' manifest and vocabulary (driver), Ray Datasets ------------------------------
 
 
-def prepare_assets(cfg: RecognitionConfig) -> tuple[GlossVocabulary, dict]:
-    """The shards' manifest and the training vocabulary, copied into `<run_dir>/assets/` once: a
-    resumed run keeps its vocabulary even if the shards are rebuilt."""
-    from pipelines.shards import DatasetDir, dataset_uri, read_manifest
+def check_dataset(shards: str, dataset: str | None, splits: list[str], keypoints: bool) -> dict:
+    """The manifest of a preprocessed dataset, with the given splits and (when the model needs them) keypoints."""
+    from pipelines.shards import dataset_uri, read_manifest
 
-    where = dataset_uri(cfg.data.shards, cfg.data.dataset)
-    manifest = read_manifest(cfg.data.shards, cfg.data.dataset)
-    for split in (cfg.data.train_split, cfg.data.dev_split):
+    where = dataset_uri(shards, dataset)
+    manifest = read_manifest(shards, dataset)
+    for split in splits:
         if split not in manifest["splits"]:
             raise KeyError(f"{where}: split {split!r} was not preprocessed")
-    if cfg.uses_keypoints() and manifest.get("keypoint_backend") in (None, "none"):
+    if keypoints and manifest.get("keypoint_backend") in (None, "none"):
         raise ValueError(f"{where}: the shards have no keypoints (backend {manifest.get('keypoint_backend')!r}) "
                          "but the model has a keypoint stream")
-    path = cfg.run_dir / "assets" / "gloss_vocab.json"
-    if not path.exists():
+    return manifest
+
+
+def split_samples(shards: str, dataset: str | None, split: str) -> tuple[list[str], dict[str, str]]:
+    """(shard files, {sample name: gloss string}) of one split, read without Ray Data."""
+    from pipelines.shards import read_shard_file, shard_uris
+
+    files = shard_uris(shards, dataset, split)
+    samples = {}
+    for uri in files:
+        batch = read_shard_file(uri, ["name", "gloss"])
+        samples.update(zip(map(str, batch["name"]), map(str, batch["gloss"])))
+    return files, samples
+
+
+def prepare_auxiliary(cfg: RecognitionConfig, primary: list[str]) -> list[dict]:
+    """Each auxiliary corpus of a mixing run: {"name", "files", "labels" (sample -> classes),
+    "summary"} (pipelines/auxiliary_labels.py). Empty when the run does not mix."""
+    from pipelines.auxiliary_labels import auxiliary_labels, read_relabel
+    from pipelines.shards import dataset_uri
+
+    corpora = []
+    for key, aux in cfg.data.auxiliary.items() if cfg.mixes_auxiliary() else ():
+        manifest = check_dataset(aux.shards, aux.dataset, [aux.split], cfg.uses_keypoints())
+        files, samples = split_samples(aux.shards, aux.dataset, aux.split)
+        source = aux.relabel or dataset_uri(aux.shards, aux.dataset)
+        labels = auxiliary_labels(samples, set(primary), language=aux.language or manifest["language"],
+                                  relabel=read_relabel(aux.relabel) if aux.relabel else None,
+                                  same_language=aux.same_language, source=f"data.auxiliary.{key} {source}")
+        corpora.append({"name": key, "files": files, "labels": labels.labels, "summary": labels})
+    return corpora
+
+
+def prepare_assets(cfg: RecognitionConfig) -> tuple[GlossVocabulary, dict, list[dict]]:
+    """The shards' manifest, the auxiliary corpora (`prepare_auxiliary`) and the training vocabulary:
+    the primary training split's glosses, then the auxiliary classes that are not among them
+    (pipelines.auxiliary_labels.union_glosses), written into `<run_dir>/assets/` once (gloss_vocab.json;
+    primary_vocab.json the primary's alone): a resumed run keeps its vocabulary even if the shards are rebuilt."""
+    from pipelines.auxiliary_labels import union_glosses
+    from pipelines.shards import DatasetDir, dataset_uri
+
+    where = dataset_uri(cfg.data.shards, cfg.data.dataset)
+    manifest = check_dataset(cfg.data.shards, cfg.data.dataset, [cfg.data.train_split, cfg.data.dev_split], cfg.uses_keypoints())
+    path, primary_path = cfg.run_dir / "assets" / "gloss_vocab.json", cfg.run_dir / "assets" / "primary_vocab.json"
+    if not primary_path.exists():
         if not manifest.get("vocabulary"):
             raise ValueError(f"{where}: the manifest names no vocabulary (preprocess the training split)")
-        with atomic_path(path) as tmp:
+        with atomic_path(primary_path) as tmp:
             tmp.write_text(DatasetDir(where).read_text(manifest["vocabulary"]), encoding="utf-8")
             GlossVocabulary.load(tmp)  # validate before committing
-    return GlossVocabulary.load(path), manifest
+    primary = GlossVocabulary.load(primary_path)
+    corpora = prepare_auxiliary(cfg, primary.glosses)
+    if not path.exists():
+        GlossVocabulary(union_glosses(primary.glosses, [c["summary"] for c in corpora])).save(path)
+    vocab = GlossVocabulary.load(path)
+    for corpus in corpora:
+        missing = sorted({g for label in corpus["labels"].values() for g in label.split()} - set(vocab.glosses))
+        if missing:
+            raise ValueError(f"{path}: auxiliary corpus {corpus['name']} has classes {missing[:5]} outside this run's vocabulary "
+                             "(the auxiliary labels changed since the run started: use a new run name)")
+    return vocab, manifest, corpora
 
 
-def split_dataset(cfg: RecognitionConfig, split: str, limit: int | None):
+def primary_train_names(cfg: RecognitionConfig) -> list[str] | None:
+    """The training samples of a `data.primary_fraction` below 1 (mixed_batches.primary_subset); None: all."""
+    from pipelines.mixed_batches import primary_subset
+
+    if cfg.data.primary_fraction >= 1:
+        return None
+    _, samples = split_samples(cfg.data.shards, cfg.data.dataset, cfg.data.train_split)
+    return primary_subset(samples, cfg.data.primary_fraction, cfg.train.seed)
+
+
+def split_dataset(cfg: RecognitionConfig, split: str, limit: int | None, names: list[str] | None = None):
+    """A split of the primary shards as a Ray Dataset: the samples in `names` only (when given), the first `limit`."""
     from pipelines.shards import read_shards
 
     ds = read_shards(cfg.data.shards, cfg.data.dataset, split, columns=shard_columns(cfg.uses_keypoints()))
+    if names is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        keep = pa.array(names, pa.string())
+        ds = ds.map_batches(lambda t: t.filter(pc.is_in(t["name"], value_set=keep)), batch_format="pyarrow")
     return ds.limit(limit) if limit else ds
 
 
@@ -459,9 +578,9 @@ def train_epoch(model, ddp_model, batches: Iterable[dict], optimizer, scheduler,
     last), counted in `progress`; `scheduler` steps with it (None: not here). Accumulated batches
     add the gradients of their clip-summed losses, divided by the step's clips before the step (one
     batch per step: the batch's mean loss, as it is). Returns this worker's sums: loss parts (x clips),
-    clips, infeasible, grad norms, clipped steps, batches, optimizer steps, real and padded frames,
-    and the last KL weight."""
-    sums = {"losses": {}, "clips": 0, "infeasible": 0, "grad_norm": 0.0, "clipped": 0, "batches": 0, "steps": 0,
+    clips (auxiliary ones included, and counted apart), infeasible, grad norms, clipped steps, batches,
+    optimizer steps, real and padded frames, and the last KL weight."""
+    sums = {"losses": {}, "clips": 0, "aux_clips": 0, "infeasible": 0, "grad_norm": 0.0, "clipped": 0, "batches": 0, "steps": 0,
             "frames": 0, "padded_frames": 0, "kl_weight": 0.0}
     uses_keypoints, accumulate = cfg.uses_keypoints(), cfg.accumulation()
     micro = step_clips = 0
@@ -487,6 +606,7 @@ def train_epoch(model, ddp_model, batches: Iterable[dict], optimizer, scheduler,
         for k, v in parts.items():
             sums["losses"][k] = sums["losses"].get(k, 0.0) + v * n
         sums["clips"] += n
+        sums["aux_clips"] += batch.get("aux_clips", 0)
         sums["batches"] += 1
         sums["frames"] += int(batch["frame_lengths"].sum())
         sums["padded_frames"] += n * int(batch["frames"].shape[1])
@@ -507,7 +627,8 @@ def train_metrics(per_worker: list[dict], seconds: float) -> dict:
         **({"train_kl_weight": own["kl_weight"]} if "kl" in losses else {}),  # at the epoch's last step
         "train_grad_norm": own["grad_norm"] / max(1, own["steps"]),  # mean over the epoch's optimizer steps, before clipping
         "train_clipped": own["clipped"] / max(1, own["steps"]),  # share of steps clipped to optim.grad_clip
-        "train_clips": clips,
+        "train_clips": clips,  # primary and auxiliary
+        "train_aux_clips": sum(w["aux_clips"] for w in per_worker),
         "train_infeasible": sum(w["infeasible"] for w in per_worker),
         "train_clips_per_s": clips / max(1e-9, seconds),
         "train_frames_per_clip": frames / max(1, clips),
@@ -577,6 +698,8 @@ def train_loop_per_worker(loop_config: dict) -> dict:
                                      rank=rank)
 
     ddp_model = wrap_ddp(model, world, cfg.train.find_unused_parameters)
+    aux_rows = auxiliary_stream(loop_config["auxiliary"], shard_columns(cfg.uses_keypoints()), rank=rank, world=world,
+                                shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.train.seed) if loop_config["auxiliary"] else None
     train_shard, dev_shard = ray.train.get_dataset_shard("train"), ray.train.get_dataset_shard("dev")
     run_log = RunLog(cfg.run_dir, CurveSpec(tuple((f"dev_wer_{h}", f"dev WER {h}") for h in cfg.head_names()), "dev WER (%)",
                                             (("train_loss", "train loss"),), "train loss (CTC total)"))
@@ -593,7 +716,8 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         batches = train_batches(train_shard, collate, train_cache, batch_size=cfg.train.batch_size,
                                 length_buckets=cfg.data.length_buckets, shuffle_buffer=cfg.data.shuffle_buffer,
                                 cache_size=cfg.data.cache_size, replay=replay,
-                                shuffle_seed=(cfg.train.seed * 1000 + epoch) * 64 + rank, order_seed=cfg.train.seed * 1000 + epoch)
+                                shuffle_seed=(cfg.train.seed * 1000 + epoch) * 64 + rank, order_seed=cfg.train.seed * 1000 + epoch,
+                                auxiliary=aux_rows, alpha=cfg.data.alpha)
         sums = train_epoch(model, ddp_model, batches, optimizer, None if per_epoch else scheduler, progress, cfg, device,
                            steps_per_epoch)
         lr = optimizer.param_groups[0]["lr"]  # at the epoch's last step
@@ -663,6 +787,15 @@ def run_stages(cfg: RecognitionConfig) -> dict:
     return write_summary(final["run_dir"], {**final, "stages": stages})
 
 
+def mixing_summary(corpora: list[dict]) -> dict:
+    """Summary entries of the auxiliary corpora: per corpus its clips, gloss classes and those mapped
+    into primary glosses; `aux_mapped_share` over all of them. Empty when the run does not mix."""
+    if not corpora:
+        return {}
+    mapped, classes = sum(c["summary"].mapped for c in corpora), sum(c["summary"].classes for c in corpora)
+    return {"auxiliary": {c["name"]: c["summary"].summary() for c in corpora}, "aux_mapped_share": mapped / max(1, classes)}
+
+
 def run(cfg: RecognitionConfig) -> dict:
     """Train (or resume) on Ray Train and evaluate the best checkpoint on dev. Returns the summary
     (also `<run_dir>/best_checkpoint.json`): best checkpoint, its epoch, head and dev WERs. With
@@ -675,20 +808,23 @@ def run(cfg: RecognitionConfig) -> dict:
     t0 = time.time()
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cfg.run_dir / "config.yaml")
-    vocab, manifest = prepare_assets(cfg)
-    train_videos = manifest["splits"][cfg.data.train_split]["written"]
+    vocab, manifest, corpora = prepare_assets(cfg)
+    names = primary_train_names(cfg)
+    train_videos = manifest["splits"][cfg.data.train_split]["written"] if names is None else len(names)
     if cfg.data.train_limit:
         train_videos = min(train_videos, cfg.data.train_limit)
     result = fit(train_loop_per_worker,
                  {"config": cfg.model_dump(mode="json"), "glosses": vocab.glosses, "corpus": manifest["corpus"],
-                  "train_videos": train_videos, "keypoint_backend": manifest.get("keypoint_backend")},
+                  "train_videos": train_videos, "keypoint_backend": manifest.get("keypoint_backend"),
+                  "auxiliary": [{k: c[k] for k in ("name", "files", "labels")} for c in corpora]},
                  name=cfg.name, storage_path=cfg.out_dir, scaling=cfg.scaling, metric="dev_wer", mode="min",
-                 datasets=lambda: {"train": split_dataset(cfg, cfg.data.train_split, cfg.data.train_limit),
+                 datasets=lambda: {"train": split_dataset(cfg, cfg.data.train_split, cfg.data.train_limit, names),
                                    "dev": split_dataset(cfg, cfg.data.dev_split, cfg.data.dev_limit)},
                  split_datasets=("train",))
     best = result.best_metrics
     summary: dict[str, Any] = {**result.summary(cfg.run_dir, t0), "best_head": best["dev_head"], "best_dev_wer": best["dev_wer"],
-                               "best_dev": {h: best[f"dev_wer_{h}"] for h in cfg.head_names()}}
+                               "best_dev": {h: best[f"dev_wer_{h}"] for h in cfg.head_names()},
+                               "train_videos": train_videos, "vocabulary": len(vocab.glosses), **mixing_summary(corpora)}
     write_summary(cfg.run_dir, summary)
     if cfg.final_eval:
         if cfg.train.num_threads:

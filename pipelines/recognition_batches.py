@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
+from pipelines.mixed_batches import MixSchedule, chunk_sizes, take
 from pipelines.video_collate import VideoCollate, VideoCollateConfig, predecode_row, rows_of
 from pipelines.vocabulary import GlossVocabulary
 
@@ -61,18 +62,30 @@ class RecognitionCollate(NumpyBatchCollateFn):
         """Ray's column dict or a list of rows -> rows with `frame_stride` applied."""
         return [subsample_row(r, self.frame_stride) for r in rows_of(batch)]
 
-    def bucketed(self, rows: list[dict], batch_size: int, order_seed: int | None = None) -> Iterator[dict]:
+    def bucketed(self, rows: list[dict], batch_size: int, order_seed: int | None = None, auxiliary: list[dict] | None = None,
+                 aux_counts: list[int] | None = None) -> Iterator[dict]:
         """Batches of `batch_size` from prepared `rows` (several batches' worth): each clip's
         augmentation is drawn first, clips of similar output length are batched together (less
         padding) and the batches come in random order, drawn from `order_seed` when given (DDP
-        workers passing the same seed step through their k-th shortest batches together)."""
-        plans = self.video.plan(rows)
-        order = sorted(range(len(rows)), key=lambda i: len(plans[i]["indices"]))
+        workers passing the same seed step through their k-th shortest batches together). With
+        prepared `auxiliary` rows, the k-th shortest batch also gets the next `aux_counts[k]` of them,
+        shortest first; each batch says how many it got (`aux_clips`)."""
+        auxiliary, n = auxiliary or [], len(rows)
+        plans = self.video.plan(rows + auxiliary)
+        order = sorted(range(n), key=lambda i: len(plans[i]["indices"]))
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        counts = aux_counts or [0] * len(chunks)
+        if len(counts) != len(chunks) or sum(counts) != len(auxiliary):
+            raise ValueError(f"{len(auxiliary)} auxiliary rows for {len(chunks)} batches with counts {counts}")
+        extra = sorted(range(n, n + len(auxiliary)), key=lambda i: len(plans[i]["indices"]))
+        ends = np.cumsum([0, *counts])
+        chunks = [c + extra[ends[k] : ends[k + 1]] for k, c in enumerate(chunks)]
+        everything = rows + auxiliary
         rng = self.video.rng if order_seed is None else np.random.default_rng(order_seed)
         for k in rng.permutation(len(chunks)):
-            chunk = chunks[k]
-            yield self.collate_prepared([rows[i] for i in chunk], [plans[i] for i in chunk])
+            batch = self.collate_prepared([everything[i] for i in chunks[k]], [plans[i] for i in chunks[k]])
+            batch["aux_clips"] = counts[k]
+            yield batch
 
     def __call__(self, batch: Any) -> dict[str, Any]:
         return self.collate_prepared(self.prepare(batch))
@@ -94,14 +107,16 @@ class RecognitionCollate(NumpyBatchCollateFn):
 
 def train_batches(shard, collate: RecognitionCollate, cache: list[dict] | None, *, batch_size: int, length_buckets: int = 1,
                   shuffle_buffer: int = 0, cache_size: int | None = None, replay: bool, shuffle_seed: int,
-                  order_seed: int) -> Iterator[dict]:
+                  order_seed: int, auxiliary: Iterator[dict] | None = None, alpha: float = 0.0) -> Iterator[dict]:
     """One epoch of training batches for this worker. Rows come from the Ray Data shard (local
     shuffle buffer of `shuffle_buffer` rows), or with `replay` from `cache` in a fresh random order;
     otherwise a non-None `cache` is filled with the epoch's rows, frames decoded (`predecode_row`,
     shrunk to `cache_size` px). Rows are drawn `length_buckets` batches at a time and batched by
     augmented length (`RecognitionCollate.bucketed`; `order_seed`, the same on every worker,
-    orders the batches)."""
+    orders the batches). With an `auxiliary` row stream, every batch of primary clips also carries
+    auxiliary clips at 1:`alpha` over the epoch (pipelines/mixed_batches.py: MixSchedule)."""
     group = batch_size * length_buckets
+    schedule = MixSchedule(alpha)
 
     def row_groups() -> Iterator[list[dict]]:
         if replay:
@@ -119,7 +134,9 @@ def train_batches(shard, collate: RecognitionCollate, cache: list[dict] | None, 
             yield rows
 
     for i, rows in enumerate(row_groups()):
-        yield from collate.bucketed(rows, batch_size, order_seed=order_seed * 100_003 + i)
+        counts = [schedule.take(size) for size in chunk_sizes(len(rows), batch_size)] if auxiliary is not None else None
+        extra = collate.prepare(take(auxiliary, sum(counts))) if counts else None
+        yield from collate.bucketed(rows, batch_size, order_seed=order_seed * 100_003 + i, auxiliary=extra, aux_counts=counts)
 
 
 def in_share(name: str, rank: int, world: int) -> bool:

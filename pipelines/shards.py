@@ -318,3 +318,14 @@ def read_errors(root: str, dataset: str | None = None) -> pa.Table:
     directory = DatasetDir(dataset_uri(root, dataset))
     with directory.fs.open_input_file(directory.full(ERRORS)) as f:
         return pq.read_table(f)
+
+
+def read_shard_file(uri: str, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """One shard file read without Ray Data (e.g. a stream a worker keeps open across epochs), as
+    Ray's numpy batch format: one array per column, keypoints as Ray's tensors give them."""
+    from ray.data.block import BlockAccessor
+
+    fs, path = resolve_fs(uri)
+    with fs.open_input_file(path) as f:
+        table = pq.read_table(f, columns=list(columns) if columns else None)
+    return BlockAccessor.for_block(table).to_numpy()

@@ -32,6 +32,39 @@ def test_trial_overrides_put_values_as_yaml_and_the_run_in_the_sweep(tmp_path):
                    "name=trial_ab_00001", f"out_dir={tmp_path.resolve() / 'sweeps' / 'tiny_translation_lr' / 'trials'}"]
 
 
+def test_derived_keys_come_from_the_sweeps_own_variables(tmp_path):
+    """demo_threshold.yaml: `threshold` is not a recognition key; each trial gets its relabel file."""
+    cfg = load_config(SweepConfig, REPO / "configs/sweeps/demo_threshold.yaml", [f"out_dir={tmp_path}"])
+    assert cfg.sweep_variables() == {"threshold"}
+    got = trial_overrides(cfg, {"threshold": 0.1}, "trial_x")
+    assert got[:-2] == [*cfg.overrides, 'data.auxiliary.sgsl_b.relabel="outputs/demo/mapping/relabelled_t0.10.jsonl"']
+    assert 'data.auxiliary.sgsl_b.relabel="outputs/demo/mapping/relabelled_t1.00.jsonl"' in trial_overrides(cfg, {"threshold": 1}, "t")
+    with pytest.raises(ConfigError, match=r"derived.data.x: \{alpha\} is not a swept key without dots"):
+        load_config(SweepConfig, SHIPPED, ["derived={data.x: 'f_{alpha}'}"])
+    with pytest.raises(ConfigError, match=r"derived.data.x: \{optim.lr\} is not a swept key without dots"):
+        load_config(SweepConfig, SHIPPED, ["derived={data.x: 'f_{optim.lr}'}"])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs/sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_trial_of_the_shipped_sweeps_is_a_valid_recipe_config(path):
+    from jobs.sweep import recipe
+
+    cfg = load_config(SweepConfig, path)
+    schema, _ = recipe(cfg.recipe)
+    combos = [{}]
+    for key, values in cfg.search.grid.items():
+        combos = [{**c, key: v} for c in combos for v in values]
+    for params in combos:
+        load_config(schema, REPO / cfg.config, trial_overrides(cfg, params, "trial_x"))
+    if path.stem.startswith("demo_"):  # the cross-lingual paper's grids
+        grids = {"demo_alpha": ("data.alpha", [0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8]),
+                 "demo_threshold": ("threshold", [0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0])}
+        key, values = grids[path.stem]
+        assert cfg.search.grid == {key: values}
+        run_cfg = load_config(schema, REPO / cfg.config, trial_overrides(cfg, {key: values[1]}, "trial_x"))
+        assert run_cfg.data.primary_fraction == 0.2 and run_cfg.data.auxiliary["sgsl_b"].relabel
+
+
 def test_rows_table_and_plot_on_hand_made_trials(tmp_path):
     cfg = sweep_config(tmp_path, "columns=[best_epoch,best_dev.dev_rouge]")
     reports = [{"epoch": 1, "dev_bleu4": 3.0}, {"epoch": 2, "dev_bleu4": 7.5}, {"epoch": 3, "dev_bleu4": 6.0}]
