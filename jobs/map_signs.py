@@ -29,6 +29,10 @@ Output, `<out_dir>/<name>/`, each file written atomically, summary.json last:
                        object a line: name (the shards' sample name), split, gloss (the relabelled
                        sequence, space-separated: primary glosses and `<language>:<gloss>` labels),
                        source_gloss (as annotated)
+    relabelled.jsonl   the relabel file of the recognition recipe's auxiliary corpus
+                       (pipelines/auxiliary_labels.py): {"name", "gloss"} per sentence of
+                       `relabel_split`; `relabelled_t0.30.jsonl` etc. the same at each of
+                       `sweep_thresholds` (the clips are scored once)
     pairs.png          the `figure_pairs` most confident pairs: frames of the auxiliary sign's clip
                        beside frames of a clip of its primary sign (each the dictionary's clip of
                        highest alignment confidence)
@@ -46,7 +50,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -57,6 +61,7 @@ from tqdm import tqdm
 from common.config import ConfigError, StrictModel, job_argument_parser, load_config
 from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from models.islr import head_similarity
+from pipelines.auxiliary_labels import write_relabel
 from pipelines.dictionary import read_dictionary, read_dictionary_manifest, read_dictionary_table
 from pipelines.islr_batches import ISLRCollate
 from pipelines.shards import DatasetDir, shard_uris
@@ -91,6 +96,8 @@ class MappingConfig(StrictModel):
     threshold: float = Field(0.5, ge=0.0, le=1.0)  # mapped when confidence >= threshold; 1.0: nothing mapped
     annotations: str | None = None  # the auxiliary shards (a jobs/preprocess.py dataset folder); None: the dictionary's source
     annotation_splits: list[str] = ["train"]
+    relabel_split: str = "train"  # the split of the relabel files (what the recognition recipe's auxiliary corpus reads)
+    sweep_thresholds: list[Annotated[float, Field(ge=0.0, le=1.0)]] = []  # also write relabelled_t<threshold>.jsonl for each (the threshold sweep's inputs)
     truth: str | None = None  # a synthetic corpus folder (its mapping.json: the true pairs); None: no accuracy
     figure_pairs: int = Field(8, ge=0)
     figure_frames: int = Field(4, ge=1)
@@ -315,6 +322,14 @@ def run(cfg: MappingConfig) -> dict:
                           other_signs=others)
     truth = true_pairs(cfg, primary, auxiliary)
     relabelled = write_outputs(cfg, out, table, sentences, primary, auxiliary, ck.path)
+    train = [s for s in sentences if s["split"] == cfg.relabel_split]
+    if not train:
+        raise ValueError(f"{cfg.annotations or cfg.auxiliary_dictionary}: no sentences of split {cfg.relabel_split!r} "
+                         f"among annotation_splits {cfg.annotation_splits} to write the relabel files from")
+    write_relabel(out / "relabelled.jsonl", {s["name"]: relabel(s["gloss"] or "", table, auxiliary) for s in train})
+    for t in cfg.sweep_thresholds:
+        at_t = mapping_table(signs, scores, counts, ck.classes[primary], threshold=t, language=auxiliary, other_signs=others)
+        write_relabel(out / f"relabelled_t{t:.2f}.jsonl", {s["name"]: relabel(s["gloss"] or "", at_t, auxiliary) for s in train})
     summary = {"out_dir": str(out), "checkpoint": str(ck.path), "primary": primary, "auxiliary": auxiliary,
                "strategy": cfg.strategy, "threshold": cfg.threshold, "clips_scored": 0 if cfg.strategy == "weights" else len(clips),
                "signs": len(table), "mapped_signs": sum(m.mapped for m in table), **relabelled,

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from common.config import ConfigError, load_config, save_config
 from jobs.joint_train import JointConfig, run_stage, stage_config
@@ -89,12 +90,20 @@ def test_a_stage_is_trained_then_skipped_retrained_on_a_new_config_or_given(tmp_
     assert first["status"] == "trained" and calls == ["gloss2text"]
     again = run_stage(cfg, "gloss2text", [])
     assert again["status"] == "skipped" and again["run_dir"] == first["run_dir"] and calls == ["gloss2text"]
+    # a run saved before a key with a default existed is the same run; one with a key unknown now is not
+    saved = Path(first["run_dir"]) / "config.yaml"
+    older = yaml.safe_load(saved.read_text())
+    assert older.pop("final_eval") is True
+    saved.write_text(yaml.safe_dump(older))
+    assert run_stage(cfg, "gloss2text", [])["status"] == "skipped" and calls == ["gloss2text"]
+    saved.write_text(yaml.safe_dump({**older, "retired_key": 1}))
+    assert run_stage(cfg, "gloss2text", [])["status"] == "trained" and calls == ["gloss2text"] * 2
     # an interrupted run (no wall_s in its summary) is handed to the recipe, which resumes it
     summary_file = Path(first["run_dir"]) / "best_checkpoint.json"
     summary_file.write_text(json.dumps({"run_dir": first["run_dir"]}))
-    assert run_stage(cfg, "gloss2text", [])["status"] == "trained" and calls == ["gloss2text"] * 2
+    assert run_stage(cfg, "gloss2text", [])["status"] == "trained" and calls == ["gloss2text"] * 3
     changed = joint_config(tmp_path, "gloss2text.overrides=[train.epochs=3]")
-    assert run_stage(changed, "gloss2text", [])["status"] == "trained" and calls == ["gloss2text"] * 3
+    assert run_stage(changed, "gloss2text", [])["status"] == "trained" and calls == ["gloss2text"] * 4
     given = joint_config(tmp_path, f"gloss2text.checkpoint={tmp_path / 'mine'}")
     assert run_stage(given, "gloss2text", []) == {"run_dir": str(tmp_path / "mine"), "status": "given", "seconds": 0.0}
-    assert calls == ["gloss2text"] * 3
+    assert calls == ["gloss2text"] * 4

@@ -22,6 +22,7 @@ import torch
 from common.config import ConfigError, load_config
 from jobs.map_signs import MappingConfig, run
 from models.islr import ISLRConfig, ISLRModel, head_similarity
+from pipelines.auxiliary_labels import read_relabel
 from pipelines.sign_mapping import SignMapping, class_scores, instance_scores, mapping_accuracy, mapping_table, relabel, strip_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,7 +239,7 @@ def _csv(path: Path) -> list[dict]:
 
 
 def test_class_level_mapping_end_to_end(ray_local, world):
-    summary = run(load_config(MappingConfig, TINY, _overrides(world, "name=cls", "threshold=0.7")))
+    summary = run(load_config(MappingConfig, TINY, _overrides(world, "name=cls", "threshold=0.7", "sweep_thresholds=[0.0,1.0]")))
     out = Path(summary["out_dir"])
     probs = _clip_probs(world["model"], world["aux_clips"], world["collate"]).numpy()
     assert probs[0, 0] == pytest.approx(1 / (1 + math.exp(-10)), rel=1e-4)  # the head works as built: black -> X
@@ -256,6 +257,13 @@ def test_class_level_mapping_end_to_end(ray_local, world):
     assert lines == [{"name": "s0", "split": "train", "gloss": "X Y", "source_gloss": "P Q"},
                      {"name": "s1", "split": "train", "gloss": "bbb:R Y X", "source_gloss": "R S P"},
                      {"name": "s2", "split": "train", "gloss": "bbb:T Y", "source_gloss": "T Q"}]
+    # the recognition recipe's relabel files (pipelines/auxiliary_labels.py reads them): at the
+    # threshold, at 0 (R too: its best primary sign) and at 1 (nothing mapped)
+    want_relabel = {"s0": ["X", "Y"], "s1": ["bbb:R", "Y", "X"], "s2": ["bbb:T", "Y"]}
+    assert read_relabel(out / "relabelled.jsonl") == want_relabel
+    assert read_relabel(out / "relabelled_t0.00.jsonl") == {**want_relabel, "s1": [rows[2]["primary_gloss"], "Y", "X"]}
+    assert read_relabel(out / "relabelled_t1.00.jsonl") == {"s0": ["bbb:P", "bbb:Q"], "s1": ["bbb:R", "bbb:S", "bbb:P"],
+                                                           "s2": ["bbb:T", "bbb:Q"]}
     # true pairs P -> X, Q -> X: P right, Q wrong; unshared R, S, T: S mapped
     acc = summary["accuracy"]
     assert (acc["shared_accuracy"], acc["unshared_mapped"], acc["unshared_signs"], acc["wrong"]) == (50.0, 1, 3, {"Q": "Y"})

@@ -123,17 +123,23 @@ def report_epoch(metrics: dict, *, rank: int, save: Callable[[Path], None]) -> N
 
 
 def finished_summary(run_dir: str | Path, config: BaseModel) -> dict | None:
-    """The summary of the run in `run_dir` if it ran `config` exactly (its `config.yaml`) to its end
-    (the summary has `wall_s`, which every recipe writes last), else None."""
+    """The summary of the run in `run_dir` if it ran `config` exactly (its `config.yaml`, read with
+    `config`'s schema: keys added since, with their defaults, do not tell them apart) to its end (the
+    summary has `wall_s`, which every recipe writes last), else None."""
     import json
 
     import yaml
+    from pydantic import ValidationError
 
     summary_path, config_path = Path(run_dir) / BEST_FILE, Path(run_dir) / "config.yaml"
     if not (summary_path.exists() and config_path.exists()):
         return None
     summary = json.loads(summary_path.read_text())
-    same = yaml.safe_load(config_path.read_text()) == config.model_dump(mode="json")
+    try:
+        saved = type(config).model_validate(yaml.safe_load(config_path.read_text()))
+    except ValidationError:
+        return None  # a run of a config this schema no longer reads
+    same = saved.model_dump(mode="json") == config.model_dump(mode="json")
     return summary if same and "wall_s" in summary else None
 
 
