@@ -261,3 +261,22 @@ def test_training_from_frames_with_the_backbone_frozen_or_fine_tuned(tmp_path, f
     after = model.recognizer.backbones.state_dict()
     moved = [k for k, v in before.items() if v.dtype.is_floating_point and not torch.equal(v, after[k])]
     assert bool(moved) == finetune  # frozen: weights and BatchNorm statistics untouched
+
+
+def test_feature_rows_stay_float32_whether_or_not_a_batch_has_equal_lengths(ray_local):
+    """A batch of clips with equal step counts and one with unequal ones write the same column
+    type (the demo's clips are all 80 frames: every batch was equal, and stacked to float64)."""
+    import ray
+
+    from training.feature_cache import ragged_column
+
+    equal = ragged_column([np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32)])
+    assert equal.shape == (2,) and equal.dtype == object and all(a.dtype == np.float32 and a.shape == (2, 3) for a in equal)
+
+    def features(batch: dict) -> dict:
+        steps = [2, 2] if batch["id"][0] == 0 else [1, 3]
+        return {"id": batch["id"], "f": ragged_column([np.full((n, 3), i, np.float32) for i, n in zip(batch["id"], steps)])}
+
+    rows = ray.data.from_items([{"id": i} for i in range(4)], override_num_blocks=2).map_batches(features, batch_size=2).take_all()
+    assert [np.asarray(r["f"]).shape for r in sorted(rows, key=lambda r: r["id"])] == [(2, 3), (2, 3), (1, 3), (3, 3)]
+    assert {np.asarray(r["f"]).dtype for r in rows} == {np.dtype(np.float32)}

@@ -60,6 +60,16 @@ def cache_key(checkpoint: str | Path, shards: str, dataset: str | None, splits: 
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def ragged_column(arrays: list[np.ndarray]) -> np.ndarray:
+    """A 1-D object array holding `arrays` as they are. (`np.array(arrays, dtype=object)` stacks
+    equal-shaped arrays into one array of Python floats, which Ray stores as float64 tensors that
+    do not unify with other batches' float32 ones.)"""
+    column = np.empty(len(arrays), dtype=object)
+    for i, a in enumerate(arrays):
+        column[i] = a
+    return column
+
+
 class BackboneActor:
     """A Ray Data actor holding a Sign2Gloss model: shard rows -> feature rows."""
 
@@ -90,7 +100,7 @@ class BackboneActor:
             out["steps"].append(steps)
             for s, f in feats["stream_features"].items():
                 out[feature_column(s)].append(f[0, :steps].float().cpu().numpy().astype(self.dtype))
-        result: dict[str, Any] = {k: np.array(v, dtype=object) for k, v in out.items() if k.startswith("features_")}
+        result: dict[str, Any] = {k: ragged_column(v) for k, v in out.items() if k.startswith("features_")}
         result.update(name=np.array(out["name"]), gloss=np.array(out["gloss"]),
                       text=np.array(out["text"], dtype=object), steps=np.array(out["steps"], dtype=np.int64))
         return result
