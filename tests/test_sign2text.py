@@ -62,7 +62,7 @@ def tiny_gloss2text(run: Path, glosses=("g0", "g1", "g2"), max_positions: int = 
 # ---- configs and the source checks (fast) -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["tiny", "demo"])
+@pytest.mark.parametrize("name", ["tiny", "demo", "phoenix2014t", "csl_daily"])
 def test_shipped_configs_validate(name):
     cfg = load_config(Sign2TextConfig, REPO / "configs" / "sign2text" / f"{name}.yaml")
     assert (cfg.loss.ctc_weight, cfg.loss.translation_weight) == (1.0, 1.0) and cfg.uses_cache()
@@ -74,6 +74,9 @@ def test_shipped_configs_validate(name):
         assert Path(cfg.model.gloss2text) == Path(g2t.out_dir) / g2t.name and g2t.model.pretrained_dir is None
         assert cfg.model.sign2gloss == "outputs/demo/recognition/demo_single_stream"
         assert g2t.data.corpus.root == "outputs/demo/corpus" and g2t.data.corpus.language == "sgsl-a"
+    if name in ("phoenix2014t", "csl_daily"):  # the public code's joint-training settings
+        assert (cfg.optim.lr_visual_head, cfg.optim.lr_mapper, cfg.optim.lr_translation) == (1e-3, 1e-3, 1e-5)
+        assert (cfg.optim.weight_decay, cfg.train.epochs, cfg.train.batch_size, cfg.loss.label_smoothing) == (1e-3, 40, 8, 0.2)
 
 
 def test_sources_load_and_fail_clearly(tmp_path):
