@@ -187,7 +187,8 @@ def test_joint_training_resumes_keeps_best_and_its_checkpoint_translates_alone(t
     from jobs.train_sign2text import run
     from training.evaluation import evaluate_sign2text
 
-    s2g, g2t = tiny_sign2gloss(tmp_path / "s2g"), tiny_gloss2text(tmp_path / "g2t")
+    # weights of their own: the cache test's checkpoints (same seed -> same weights) left their caches in `shards`
+    s2g, g2t = tiny_sign2gloss(tmp_path / "s2g", seed=3), tiny_gloss2text(tmp_path / "g2t")
     first = run(_config(tmp_path, shards, s2g, g2t, **{"train.epochs": 1, "final_eval": "false"}))
     run_dir = Path(first["run_dir"])
     assert first["epochs_run"] == [1] and first["feature_cache"]["computed"] == ["train", "dev"]

@@ -199,15 +199,22 @@ TEXT_SETTINGS = ("lowercase_glosses", "max_source_length", "max_target_length", 
 def save_gloss2text(directory: str | Path, *, model, tokenizer_dir: str | Path, vocab: GlossVocabulary, text: dict) -> None:
     """Write `model/` of a translation checkpoint: weights, config, vocabulary, and a copy of the
     tokenizer folder (SentencePiece model or pruned-mBART tokenizer with its id map)."""
+    _save_text_model(directory, "gloss2text", model=model, vocab=vocab, tokenizer_dir=tokenizer_dir, text=text)
+
+
+def _save_text_model(directory: str | Path, family: str, *, model, vocab: GlossVocabulary, tokenizer_dir: str | Path,
+                     text: dict, **config) -> None:
+    """`model/` of a family that writes text: weights, gloss vocabulary, a copy of the text tokenizer,
+    and config.json (family, format, the model's config, `config`'s entries, the text settings)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     missing = [k for k in TEXT_SETTINGS if k not in text]
     if missing:
-        raise ValueError(f"save_gloss2text: text settings {missing} missing")
+        raise ValueError(f"save_{family}: text settings {missing} missing")
     torch.save(model.state_dict(), directory / WEIGHTS_FILE)
     vocab.save(directory / VOCAB_FILE)
     shutil.copytree(tokenizer_dir, directory / TOKENIZER_DIR)
-    atomic_write_json(directory / CONFIG_FILE, {"family": "gloss2text", "format": FORMAT, "model": model.config_dict(),
+    atomic_write_json(directory / CONFIG_FILE, {"family": family, "format": FORMAT, "model": model.config_dict(), **config,
                                                 "text": {k: text[k] for k in TEXT_SETTINGS}})
 
 
@@ -268,19 +275,8 @@ def save_sign2text(directory: str | Path, *, model, vocab: GlossVocabulary, toke
                    text: dict, frame_stride: int = 1, keypoint_backend: str | None = None) -> None:
     """Write `model/` of a Sign2Text checkpoint: weights, config (the three networks' configs,
     input and text settings), the recognizer's gloss vocabulary and a copy of the text tokenizer."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    missing = [k for k in TEXT_SETTINGS if k not in text]
-    if missing:
-        raise ValueError(f"save_sign2text: text settings {missing} missing")
-    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
-    vocab.save(directory / VOCAB_FILE)
-    shutil.copytree(tokenizer_dir, directory / TOKENIZER_DIR)
-    atomic_write_json(directory / CONFIG_FILE, {
-        "family": "sign2text", "format": FORMAT, "model": model.config_dict(),
-        "inputs": {"collate": collate.model_dump(mode="json"), "frame_stride": frame_stride, "keypoint_backend": keypoint_backend},
-        "text": {k: text[k] for k in TEXT_SETTINGS},
-    })
+    inputs = {"collate": collate.model_dump(mode="json"), "frame_stride": frame_stride, "keypoint_backend": keypoint_backend}
+    _save_text_model(directory, "sign2text", model=model, vocab=vocab, tokenizer_dir=tokenizer_dir, text=text, inputs=inputs)
 
 
 def load_sign2text(path: str | Path, map_location: str | torch.device = "cpu") -> Sign2TextCheckpoint:

@@ -207,6 +207,19 @@ def write_translations(out: Path, samples: list, hyps: list[str], level: str) ->
 # ---- a checkpoint on a whole split (jobs/evaluate.py and the recipes' final evaluation) ----------------
 
 
+def run_split(ck, split: str | None, shards: str | None, dataset: str | None) -> tuple[str, str, str | None, dict]:
+    """The split, shards root, dataset and its manifest to evaluate a checkpoint on: those given, else
+    its run's (`data.dev_split`, `data.shards`, `data.dataset`)."""
+    from pipelines.shards import read_manifest
+
+    data = ck.run_config.get("data", {})
+    split = split or data.get("dev_split", "dev")
+    root, name = (shards, dataset) if shards is not None else (data.get("shards"), dataset or data.get("dataset"))
+    if root is None:
+        raise ValueError(f"{ck.path}: the checkpoint names no shards (no config.yaml); pass the shards' root")
+    return split, root, name, read_manifest(root, name)
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -220,18 +233,14 @@ def evaluate_sign2gloss(checkpoint: str | Path, *, split: str | None = None, sha
     Writes hypotheses (`hypotheses.tsv` of the reported head, `hypotheses_<head>.tsv`),
     `references.tsv` and `scores.json` into `out_dir` (default `<run dir>/eval_<split>`)."""
     from pipelines.recognition_batches import RecognitionCollate, eval_batches, shard_columns
-    from pipelines.shards import read_manifest, read_shards
+    from pipelines.shards import read_shards
     from training.checkpoint import load_sign2gloss
     from training.ray_cluster import init_ray
 
     device = _device()
     ck = load_sign2gloss(checkpoint, map_location=device)
-    data, run_decode = ck.run_config.get("data", {}), ck.run_config.get("decode", {})
-    split = split or data.get("dev_split", "dev")
-    root, name = (shards, dataset) if shards is not None else (data.get("shards"), dataset or data.get("dataset"))
-    if root is None:
-        raise ValueError(f"{ck.path}: the checkpoint names no shards (no config.yaml); pass the shards' root")
-    manifest = read_manifest(root, name)
+    run_decode = ck.run_config.get("decode", {})
+    split, root, name, manifest = run_split(ck, split, shards, dataset)
     heads = ck.model.config.decodable_heads
     if head in (None, "auto"):
         head = checkpoint_head(ck)
@@ -392,7 +401,7 @@ def evaluate_sign2text(checkpoint: str | Path, *, split: str | None = None, shar
     (default `<run dir>/eval_<split>`)."""
     from metrics.translation import level_for
     from pipelines.recognition_batches import RecognitionCollate, eval_batches, shard_columns
-    from pipelines.shards import read_manifest, read_shards
+    from pipelines.shards import read_shards
     from pipelines.sign2text_batches import Sign2TextCollate, TextTargets
     from pipelines.text_tokenizer import scoring_form
     from training.checkpoint import load_sign2text
@@ -401,11 +410,7 @@ def evaluate_sign2text(checkpoint: str | Path, *, split: str | None = None, shar
     device = _device()
     ck = load_sign2text(checkpoint, map_location=device)
     data, run_decode = ck.run_config.get("data", {}), ck.run_config.get("decode", {})
-    split = split or data.get("dev_split", "dev")
-    root, name = (shards, dataset) if shards is not None else (data.get("shards"), dataset or data.get("dataset"))
-    if root is None:
-        raise ValueError(f"{ck.path}: the checkpoint names no shards (no config.yaml); pass the shards' root")
-    manifest = read_manifest(root, name)
+    split, root, name, manifest = run_split(ck, split, shards, dataset)
     decode = {"num_beams": num_beams if num_beams is not None else run_decode.get("num_beams", 5),
               "length_penalty": length_penalty if length_penalty is not None else run_decode.get("length_penalty", 1.0),
               "max_length": max_length if max_length is not None else run_decode.get("max_length", 100)}
