@@ -62,3 +62,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(ray_local, tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny synthetic two-language corpus (configs/synthesize/tiny.yaml) and its shards
+    (configs/data/synthetic_tiny.yaml: synthetic-sgsl-a, synthetic-sgsl-b), made once per session:
+    (corpus root, shards root)."""
+    from common.config import load_config
+    from jobs.preprocess import PreprocessConfig, run as preprocess
+    from jobs.synthesize import SynthesizeConfig, synthesize
+
+    root = tmp_path_factory.mktemp("tiny_synthetic")
+    corpus, shards = root / "corpus", root / "shards"
+    synthesize(load_config(SynthesizeConfig, REPO / "configs/synthesize/tiny.yaml", [f"out_dir={corpus}"]), progress=False)
+    preprocess(load_config(PreprocessConfig, REPO / "configs/data/synthetic_tiny.yaml",
+                           [f"out_dir={shards}", f"corpus.root={corpus}"]))
+    return corpus, shards

@@ -37,8 +37,8 @@ def test_derived_keys_come_from_the_sweeps_own_variables(tmp_path):
     cfg = load_config(SweepConfig, REPO / "configs/sweeps/demo_threshold.yaml", [f"out_dir={tmp_path}"])
     assert cfg.sweep_variables() == {"threshold"}
     got = trial_overrides(cfg, {"threshold": 0.1}, "trial_x")
-    assert got[:-2] == [*cfg.overrides, 'data.auxiliary.sgsl_b.relabel="outputs/demo/mapping/relabelled_t0.10.jsonl"']
-    assert 'data.auxiliary.sgsl_b.relabel="outputs/demo/mapping/relabelled_t1.00.jsonl"' in trial_overrides(cfg, {"threshold": 1}, "t")
+    assert got[:-2] == [*cfg.overrides, 'data.auxiliary.sgsl_b.relabel="outputs/demo/mapping/sgsl-b_class/relabelled_t0.10.jsonl"']
+    assert 'data.auxiliary.sgsl_b.relabel="outputs/demo/mapping/sgsl-b_class/relabelled_t1.00.jsonl"' in trial_overrides(cfg, {"threshold": 1}, "t")
     with pytest.raises(ConfigError, match=r"derived.data.x: \{alpha\} is not a swept key without dots"):
         load_config(SweepConfig, SHIPPED, ["derived={data.x: 'f_{alpha}'}"])
     with pytest.raises(ConfigError, match=r"derived.data.x: \{optim.lr\} is not a swept key without dots"):
