@@ -70,17 +70,14 @@ from pipelines.shards import (
 from training.checkpoint import MODEL_DIR, Sign2GlossCheckpoint, load_sign2gloss, resolve_checkpoint
 from training.cli import LOG_FORMAT
 from training.evaluation import run_model
+from training.ray_cluster import ActorResources
 
 log = logging.getLogger("build_dictionary")
 
 
-class ResourcesSection(StrictModel):
-    """Ray resources; they never change the output."""
+class ResourcesSection(ActorResources):
+    """Ray resources (actors align blocks in parallel); they never change the output."""
 
-    actors: int = Field(1, ge=1)  # model replicas aligning blocks in parallel
-    cpus_per_actor: float = Field(1.0, ge=0)
-    gpus_per_actor: float = Field(1.0, ge=0)  # used only when the cluster has GPUs
-    torch_threads: int | None = 1  # intra-op threads per CPU actor; None: torch's default
     batch_videos: int = Field(4, ge=1)  # videos per model forward
 
 

@@ -72,6 +72,29 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def add_shards(p: argparse.ArgumentParser, run: str = "the run's") -> None:
+    p.add_argument("--shards", help=f"root of preprocessed datasets (default: {run} data.shards)")
+    p.add_argument("--dataset", help=f"dataset folder under --shards (default: {run} data.dataset)")
+
+
+def add_translation_decoding(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-beams", type=int)
+    p.add_argument("--length-penalty", type=float)
+    p.add_argument("--max-length", type=int)
+
+
+def add_limits(p: argparse.ArgumentParser, unit: str) -> None:
+    p.add_argument("--limit", type=int, help=f"first N {unit} only")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def run_parsed(p: argparse.ArgumentParser, argv: list[str], evaluate: Callable[..., dict]) -> dict:
+    """Parse `argv`, set torch's CPU threads, call `evaluate` with the other options."""
+    args = vars(p.parse_args(argv))
+    set_threads(args.pop("threads"))
+    return evaluate(**args)
+
+
 def g2t_main(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(prog="evaluate.py --task g2t", description="Gloss2Text BLEU-1..4 / ROUGE-L")
     p.add_argument("--checkpoint", required=True, help="checkpoint directory, or a run directory (best checkpoint)")
@@ -81,33 +104,24 @@ def g2t_main(argv: list[str]) -> dict:
                    help="format of --annotations (default: the run corpus' format)")
     p.add_argument("--glosses", dest="glosses_file", help="predicted glosses, '<name>\\t<glosses>' per line (Sign2Gloss2Text)")
     p.add_argument("--out", dest="out_dir")
-    p.add_argument("--num-beams", type=int)
-    p.add_argument("--length-penalty", type=float)
-    p.add_argument("--max-length", type=int)
+    add_translation_decoding(p)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--limit", type=int, help="first N samples only")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    args = vars(p.parse_args(argv))
-    set_threads(args.pop("threads"))
-    return evaluate_gloss2text(**args)
+    add_limits(p, "samples")
+    return run_parsed(p, argv, evaluate_gloss2text)
 
 
 def s2g_main(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(prog="evaluate.py --task s2g", description="Sign2Gloss WER per head")
     p.add_argument("--checkpoint", required=True, help="checkpoint directory, or a run directory (best checkpoint)")
     p.add_argument("--split", help="split name (default: the run's dev split)")
-    p.add_argument("--shards", help="root of preprocessed datasets (default: the run's data.shards)")
-    p.add_argument("--dataset", help="dataset folder under --shards (default: the run's data.dataset)")
+    add_shards(p)
     p.add_argument("--out", dest="out_dir")
     p.add_argument("--beam-width", type=int, help="CTC beam width (default: the run's decode.beam_width; 1 = greedy)")
     p.add_argument("--head", choices=["auto", "rgb", "keypoint", "fuse", "ensemble"],
                    help="head to report (default: the head chosen on dev for the checkpoint)")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--limit", type=int, help="first N videos only")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    args = vars(p.parse_args(argv))
-    set_threads(args.pop("threads"))
-    return evaluate_sign2gloss(**args)
+    add_limits(p, "videos")
+    return run_parsed(p, argv, evaluate_sign2gloss)
 
 
 def s2g2t_main(argv: list[str]) -> dict:
@@ -115,38 +129,26 @@ def s2g2t_main(argv: list[str]) -> dict:
     p.add_argument("--sign2gloss", required=True, help="Sign2Gloss checkpoint or run directory (best checkpoint)")
     p.add_argument("--gloss2text", required=True, help="Gloss2Text checkpoint or run directory (best checkpoint)")
     p.add_argument("--split", default="dev")
-    p.add_argument("--shards", help="root of preprocessed datasets (default: the Sign2Gloss run's data.shards)")
-    p.add_argument("--dataset", help="dataset folder under --shards (default: the Sign2Gloss run's data.dataset)")
+    add_shards(p, "the Sign2Gloss run's")
     p.add_argument("--out", dest="out_dir")
     p.add_argument("--beam-width", type=int, help="CTC beam width (default: the Sign2Gloss run's)")
     p.add_argument("--head", choices=["auto", "rgb", "keypoint", "fuse", "ensemble"])
-    p.add_argument("--num-beams", type=int)
-    p.add_argument("--length-penalty", type=float)
-    p.add_argument("--max-length", type=int)
+    add_translation_decoding(p)
     p.add_argument("--batch-size", type=int, help="translation batch size")
-    p.add_argument("--limit", type=int, help="first N videos only")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    args = vars(p.parse_args(argv))
-    set_threads(args.pop("threads"))
-    return evaluate_sign2gloss2text(**args)
+    add_limits(p, "videos")
+    return run_parsed(p, argv, evaluate_sign2gloss2text)
 
 
 def s2t_main(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(prog="evaluate.py --task s2t", description="Sign2Text BLEU-1..4 / ROUGE-L")
     p.add_argument("--checkpoint", required=True, help="Sign2Text checkpoint or run directory (best checkpoint)")
     p.add_argument("--split", help="split name (default: the run's dev split)")
-    p.add_argument("--shards", help="root of preprocessed datasets (default: the run's data.shards)")
-    p.add_argument("--dataset", help="dataset folder under --shards (default: the run's data.dataset)")
+    add_shards(p)
     p.add_argument("--out", dest="out_dir")
-    p.add_argument("--num-beams", type=int)
-    p.add_argument("--length-penalty", type=float)
-    p.add_argument("--max-length", type=int)
+    add_translation_decoding(p)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--limit", type=int, help="first N videos only")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    args = vars(p.parse_args(argv))
-    set_threads(args.pop("threads"))
-    return evaluate_sign2text(**args)
+    add_limits(p, "videos")
+    return run_parsed(p, argv, evaluate_sign2text)
 
 
 def table_main(argv: list[str]) -> dict:

@@ -70,18 +70,14 @@ from pipelines.video_collate import predecode_row
 from training.checkpoint import ISLRCheckpoint, load_islr
 from training.cli import LOG_FORMAT
 from training.distributed import autocast
-from training.ray_cluster import storage_path
+from training.ray_cluster import ActorResources, storage_path
 
 log = logging.getLogger("map_signs")
 
 
-class ResourcesSection(StrictModel):
-    """Ray resources; they never change the output."""
+class ResourcesSection(ActorResources):
+    """Ray resources (actors score clips in parallel); they never change the output."""
 
-    actors: int = Field(1, ge=1)  # model replicas scoring clips in parallel
-    cpus_per_actor: float = Field(1.0, ge=0)
-    gpus_per_actor: float = Field(1.0, ge=0)  # used only when the cluster has GPUs
-    torch_threads: int | None = 1  # intra-op threads per CPU actor; None: torch's default
     batch_size: int = Field(32, ge=1)  # clips per model forward
 
 

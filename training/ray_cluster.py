@@ -16,6 +16,19 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from common.config import StrictModel
+
+
+class ActorResources(StrictModel):
+    """Ray Data actors holding a model (a job's `resources` section); they never change the output."""
+
+    actors: int = Field(1, ge=1)  # model replicas working in parallel
+    cpus_per_actor: float = Field(1.0, ge=0)
+    gpus_per_actor: float = Field(1.0, ge=0)  # used only when the cluster has GPUs
+    torch_threads: int | None = 1  # intra-op threads per CPU actor; None: torch's default
+
 
 # Ray Train runs the training loop in a worker thread, whose glibc arena hands every tensor above
 # the (dynamic) mmap threshold back to the kernel when freed: each step then page-faults its
