@@ -153,11 +153,12 @@ def evaluate_all(cfg: JointConfig, runs: dict[str, dict]) -> dict:
     cells = {}
     for split in cfg.evaluate.splits:
         out = cfg.root / "evaluation" / split
-        cells[("s2g", split)] = task_metrics("s2g", evaluate_sign2gloss(s2g, split=split, out_dir=out / "sign2gloss", **data))
+        if cfg.evaluate.sign2gloss2text:  # the cascade recognises the split first: its WER is the Sign2Gloss row's
+            cascade = evaluate_sign2gloss2text(s2g, g2t, split=split, out_dir=out / "sign2gloss2text", **data)
+            cells[("s2g", split)], cells[("s2g2t", split)] = task_metrics("s2g", cascade), task_metrics("s2g2t", cascade)
+        else:
+            cells[("s2g", split)] = task_metrics("s2g", evaluate_sign2gloss(s2g, split=split, out_dir=out / "sign2gloss", **data))
         cells[("g2t", split)] = task_metrics("g2t", evaluate_gloss2text(g2t, split=split, out_dir=out / "gloss2text"))
-        if cfg.evaluate.sign2gloss2text:
-            cells[("s2g2t", split)] = task_metrics("s2g2t", evaluate_sign2gloss2text(s2g, g2t, split=split,
-                                                                                     out_dir=out / "sign2gloss2text", **data))
         cells[("s2t", split)] = task_metrics("s2t", evaluate_sign2text(s2t, split=split, out_dir=out / "sign2text", **data))
     return write_results_table(cfg.root, cells)
 
@@ -176,15 +177,17 @@ def plot_first_sample(cfg: JointConfig, split: str) -> Path:
     translations = [line.split("\t") for line in (evaluation / "translations.tsv").read_text().splitlines()[1:]]
     name, text_hyp, text_ref = min(translations)
     glosses = dict(line.split("\t", 1) for line in (evaluation / "glosses.tsv").read_text().splitlines())
+    rows = []
     for uri in shard_uris(cfg.corpus.shards, cfg.corpus.dataset, split):
         fs, path = resolve_fs(uri)
         rows = pq.read_table(path, filesystem=fs, filters=[("name", "=", name)]).to_pylist()
         if rows:
             break
+    if not rows:
+        raise ValueError(f"{cfg.corpus.shards}/{cfg.corpus.dataset} ({split}): no video {name!r}, which {evaluation} translated")
     row = predecode_row(rows[0])
-    keypoints = None if row.get("keypoints") is None else row["keypoints"]
     out = cfg.root / f"sample_{split}.png"
-    plot_sample(row["frames"], keypoints, glosses_hyp=glosses.get(name, ""), glosses_ref=row["gloss"], text_hyp=text_hyp,
+    plot_sample(row["frames"], row.get("keypoints"), glosses_hyp=glosses.get(name, ""), glosses_ref=row["gloss"], text_hyp=text_hyp,
                 text_ref=text_ref, path=out)
     return out
 
