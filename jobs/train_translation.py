@@ -35,6 +35,7 @@ from pipelines.translation_data import (
     EncodingStats,
     augment_glosses,
     collate,
+    cover_unseen_glosses,
     encode_examples,
     gloss_subword_ids,
     noise_decoder_inputs,
@@ -73,6 +74,9 @@ class DataSection(StrictModel):
     gloss_drop_prob: float = 0.0  # training-time source noise: drop a gloss
     gloss_unk_prob: float = 0.0  # training-time source noise: replace a gloss by <unk>
     target_unk_prob: float = 0.0  # training-time decoder-input noise: replace a previous text token by <unk>
+    # a dev/test gloss never seen in training: "spelling" embeds it as the mean of its sub-words'
+    # embeddings (pipelines.translation_data.cover_unseen_glosses), "unk" reads it as <unk>
+    unseen_glosses: Literal["spelling", "unk"] = "spelling"
     train_limit: int | None = None  # use only the first N training samples (tests, smoke runs)
     dev_limit: int | None = None
 
@@ -91,6 +95,7 @@ class ModelSection(StrictModel):
     prune_vocabulary: bool = True  # pretrained only: keep the corpus' sub-words
     prune_splits: list[str] = ["train"]  # splits whose texts/glosses are kept (public code: + dev, test)
     gloss_embedding: Literal["table", "subwords"] = "table"
+    freeze_embeddings: bool = False  # keep the gloss and text embeddings (and the tied output layer) fixed
     # from-scratch size (ignored for pretrained models, whose config comes with the checkpoint)
     d_model: int = 256
     encoder_layers: int = 3
@@ -267,8 +272,12 @@ def build_model(cfg: TranslationConfig, assets: Path, tokenizer: TextTokenizer, 
                                     decoder_layers=m.decoder_layers, attention_heads=m.attention_heads, ffn_dim=m.ffn_dim,
                                     max_position_embeddings=m.max_position_embeddings, scale_embedding=m.scale_embedding,
                                     seed=cfg.train.seed, **regularisation)
-    return GlossToText(mbart, len(vocab), src_lang_id=tokenizer.lang_id(cfg.data.src_lang), tgt_lang_id=tokenizer.lang_id(cfg.data.tgt_lang),
-                       gloss_subwords=gloss_subword_ids(vocab, tokenizer), gloss_embedding=m.gloss_embedding)
+    model = GlossToText(mbart, len(vocab), src_lang_id=tokenizer.lang_id(cfg.data.src_lang),
+                        tgt_lang_id=tokenizer.lang_id(cfg.data.tgt_lang), gloss_subwords=gloss_subword_ids(vocab, tokenizer),
+                        gloss_embedding=m.gloss_embedding)
+    if m.freeze_embeddings:
+        model.freeze_embeddings()
+    return model
 
 
 def make_optimizer(model: torch.nn.Module, optim: OptimSection) -> torch.optim.Optimizer:
@@ -358,10 +367,10 @@ def evaluate_dev(model, examples, cfg: TranslationConfig, tokenizer: TextTokeniz
 # ---- the Ray Train worker -----------------------------------------------------------------------
 
 
-def encode_split(cfg: TranslationConfig, split: str, limit: int | None, vocab, tokenizer, rank: int) -> list:
+def encode_split(cfg: TranslationConfig, samples: list, split: str, vocab, tokenizer, rank: int) -> list:
     """A split's encoded examples; rank 0 warns about truncation and glosses unseen in training."""
     stats = EncodingStats()
-    examples = encode_examples(load_split(cfg, split, limit), vocab, tokenizer, stats=stats,
+    examples = encode_examples(samples, vocab, tokenizer, stats=stats,
                                max_source_length=cfg.data.max_source_length, max_target_length=cfg.data.max_target_length)
     if rank == 0 and (stats.truncated_targets or stats.truncated_sources):
         log.warning("%s: truncated %d text(s) to %d sub-words and %d gloss sequence(s) to %d glosses", split,
@@ -383,11 +392,19 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         torch.set_num_threads(cfg.train.num_threads)
     tokenizer = load_text_tokenizer(assets / "tokenizer")
     vocab = GlossVocabulary.load(assets / "gloss_vocab.json")
-    train_ex = encode_split(cfg, cfg.data.train_split, cfg.data.train_limit, vocab, tokenizer, rank)
-    dev_ex = encode_split(cfg, cfg.data.dev_split, cfg.data.dev_limit, vocab, tokenizer, rank)
+    train_ex = encode_split(cfg, load_split(cfg, cfg.data.train_split, cfg.data.train_limit), cfg.data.train_split, vocab,
+                            tokenizer, rank)
+    dev_samples = load_split(cfg, cfg.data.dev_split, cfg.data.dev_limit)
+    dev_vocab, unseen = vocab, []
+    if cfg.data.unseen_glosses == "spelling":
+        dev_vocab, unseen = cover_unseen_glosses(dev_samples, vocab, tokenizer)
+        if rank == 0 and unseen:
+            log.info("%s: %d gloss type(s) unseen in training, embedded from their spelling", cfg.data.dev_split, len(unseen))
+    dev_ex = encode_split(cfg, dev_samples, cfg.data.dev_split, dev_vocab, tokenizer, rank)
 
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, assets, tokenizer, vocab).to(device)
+    model.set_unseen_glosses(unseen)
     optimizer = make_optimizer(model, cfg.optim)
     steps_per_epoch = len(token_batches(train_ex, max_tokens=cfg.train.batch_tokens, max_sentences=cfg.train.max_sentences,
                                         shuffle=True, seed=cfg.train.seed, rank=rank, world_size=world))
@@ -408,7 +425,8 @@ def train_loop_per_worker(loop_config: dict) -> dict:
     ddp_model = wrap_ddp(model, world, find_unused_parameters=layerdrop)
     run_log = RunLog(cfg.run_dir, CurveSpec((("dev_bleu4", "dev BLEU-4"),), "dev BLEU-4", (("train_loss", "train loss"),),
                                             "train loss (label-smoothed CE)"))
-    text = cfg.data.model_dump(include={"lowercase_glosses", "max_source_length", "max_target_length", "src_lang", "tgt_lang"})
+    text = cfg.data.model_dump(include={"lowercase_glosses", "max_source_length", "max_target_length", "src_lang", "tgt_lang",
+                                        "unseen_glosses"})
     first_epoch = progress.epoch
     for epoch in budget.epochs(progress):
         t0 = time.time()

@@ -15,6 +15,10 @@ Gloss embedding modes: "table" is a free table (the papers' way); "subwords" com
 embedding as the mean of its sub-token rows of the shared (text) embedding plus a learned residual,
 so glosses and the words they name share parameters (useful when training from scratch on little
 data).
+
+Glosses never seen in training (`set_unseen_glosses`): ids from `num_glosses` on embed as the mean
+of their spelling's sub-token rows of the shared embedding, computed from the current weights at
+every call (the same rule "subwords" applies to known glosses, without a residual).
 """
 
 from __future__ import annotations
@@ -128,6 +132,7 @@ class GlossToText(nn.Module):
             raise ValueError(f"unknown gloss_embedding mode {gloss_embedding!r}")
         elif self.gloss_subwords is not None:
             self.init_gloss_table_from_subwords()
+        self.set_unseen_glosses([])
 
     @property
     def config(self) -> MBartConfig:
@@ -149,10 +154,42 @@ class GlossToText(nn.Module):
         means = F.embedding_bag(self._subword_ids, shared, self._subword_offsets, mode="mean")
         return means + self.gloss_embedding.weight
 
+    def set_unseen_glosses(self, subwords: Sequence[Sequence[int]]) -> None:
+        """Give gloss ids `num_glosses + j` the embedding mean(shared[subwords[j]]): glosses absent
+        from the training vocabulary, by their spelling's sub-token ids (each list non-empty). An
+        inference-time extension: not saved with the weights; [] removes it."""
+        if any(len(s) == 0 for s in subwords):
+            raise ValueError("every unseen gloss needs at least one sub-token id")
+        flat = [int(i) for s in subwords for i in s]
+        offsets = [0]
+        for s in list(subwords)[:-1]:
+            offsets.append(offsets[-1] + len(s))
+        device = self.gloss_embedding.weight.device
+        self.num_unseen_glosses = len(subwords)
+        self.register_buffer("_unseen_ids", torch.tensor(flat, dtype=torch.long, device=device), persistent=False)
+        self.register_buffer("_unseen_offsets", torch.tensor(offsets if subwords else [], dtype=torch.long, device=device),
+                             persistent=False)
+
+    def source_gloss_table(self) -> torch.Tensor:
+        """(num_glosses + unseen, d_model): `gloss_table()` and the unseen glosses' rows."""
+        table = self.gloss_table()
+        if not self.num_unseen_glosses:
+            return table
+        shared = self.mbart.get_input_embeddings().weight
+        unseen = F.embedding_bag(self._unseen_ids, shared, self._unseen_offsets, mode="mean")
+        return torch.cat([table, unseen.to(table.dtype)])
+
+    def freeze_embeddings(self) -> None:
+        """Stop training the gloss embeddings and the shared text embedding (with it the tied
+        output layer), as the public code does when fine-tuning a pretrained mBART."""
+        self.gloss_embedding.weight.requires_grad_(False)
+        self.mbart.get_input_embeddings().weight.requires_grad_(False)
+        self.mbart.get_output_embeddings().weight.requires_grad_(False)
+
     def embed_source(self, gloss_ids: torch.Tensor, gloss_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """gloss_ids (B, S) right-padded, gloss_lengths (B,) -> inputs_embeds (B, S+2, D) with
         `</s> <src_lang>` right after each sequence, and the attention mask (B, S+2)."""
-        x = F.embedding(gloss_ids, self.gloss_table(), padding_idx=self.gloss_pad_id) * self.embed_scale
+        x = F.embedding(gloss_ids, self.source_gloss_table(), padding_idx=self.gloss_pad_id) * self.embed_scale
         return self.append_source_suffix(x, gloss_lengths)
 
     def append_source_suffix(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

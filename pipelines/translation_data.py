@@ -1,6 +1,10 @@
 """Gloss2Text examples: samples -> (gloss ids, text ids), length-bucketed batches, padding.
 
-Bad input: a gloss never seen in training becomes `<unk>` (counted in `EncodingStats`); an empty
+Glosses never seen in training: `cover_unseen_glosses` gives each one spelled with known sub-words an
+id past the training vocabulary (the model embeds it from its spelling, see
+`models.translation.GlossToText.set_unseen_glosses`); the others become `<unk>`.
+
+Bad input: a gloss the vocabulary lacks becomes `<unk>` (counted in `EncodingStats`); an empty
 gloss sequence is an error naming the sample; a text (or gloss sequence) longer than the maximum
 length is truncated and counted, and the caller logs the count.
 """
@@ -84,6 +88,27 @@ def gloss_subword_ids(vocab: GlossVocabulary, tokenizer: TextTokenizer) -> list[
         else:
             out.append(tokenizer.encode(g) or [tokenizer.unk_id])
     return out
+
+
+def cover_unseen_glosses(samples: Sequence[Sample], vocab: GlossVocabulary,
+                         tokenizer: TextTokenizer) -> tuple[GlossVocabulary, list[list[int]]]:
+    """The glosses of `samples` (normalised) missing from `vocab`, in order of first occurrence,
+    appended to a copy of it, with each one's sub-token ids (the spelling's, `<unk>` pieces left
+    out). A gloss none of whose pieces the tokenizer knows is not appended: it stays `<unk>`.
+    Reads only the glosses, the model's input (never texts)."""
+    new, subwords, seen = [], [], set()
+    for s in samples:
+        for g in s.glosses:
+            if g in vocab or g in seen:
+                continue
+            seen.add(g)
+            ids = [i for i in tokenizer.encode(g) if i != tokenizer.unk_id]
+            if ids:
+                new.append(g)
+                subwords.append(ids)
+    if not new:
+        return vocab, []
+    return GlossVocabulary([*vocab.glosses, *new]), subwords
 
 
 def encode_examples(

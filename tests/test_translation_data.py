@@ -12,6 +12,7 @@ from pipelines.translation_data import (
     TranslationExample,
     augment_glosses,
     collate,
+    cover_unseen_glosses,
     encode_examples,
     normalize_glosses,
     read_gloss_predictions,
@@ -116,3 +117,25 @@ def test_noise_decoder_inputs_keeps_language_token_and_padding():
     changed = noisy.ne(dec)
     assert noisy[changed].eq(3).all() and 0.15 < changed[0].float().mean() < 0.25
     assert noise_decoder_inputs(dec, 0.0).equal(dec)
+
+
+class SpellingTokenizer(WordTokenizer):
+    """Splits words at '-' into known pieces: 'regen-schnee' -> [regen, schnee]."""
+
+    def encode(self, text):
+        return [self.ids.get(p, 3) for w in text.split() for p in w.split("-")]
+
+
+def test_cover_unseen_glosses_spells_new_glosses_with_known_pieces_only():
+    train = normalize_glosses([_sample("a", ["REGEN", "MORGEN"], "morgen regen ."), _sample("b", ["SONNE"], "sonne .")])
+    vocab = GlossVocabulary.from_training_samples(train)
+    tok = SpellingTokenizer(["morgen", "regen", "sonne", "schnee"])
+    dev = normalize_glosses([_sample("c", ["REGEN-SCHNEE", "XYZ", "SONNE", "REGEN-SCHNEE", "SCHNEE-XYZ"], "x", "dev")])
+    extended, subwords = cover_unseen_glosses(dev, vocab, tok)
+    # known pieces only (xyz -> <unk> is left out); a gloss with no known piece is not added
+    assert extended.glosses == [*vocab.glosses, "regen-schnee", "schnee-xyz"]
+    assert subwords == [[6, 8], [8]]
+    (ex,) = encode_examples(dev, extended, tok, max_source_length=10, max_target_length=10)
+    n = len(vocab)
+    assert ex.gloss_ids == (n, vocab.unk_id, vocab.stoi["sonne"], n, n + 1)
+    assert cover_unseen_glosses(train, vocab, tok) == (vocab, [])  # nothing new: the same vocabulary

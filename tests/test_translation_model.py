@@ -128,3 +128,43 @@ def test_prune_mbart_rejects_bad_id_lists():
         prune_mbart(mbart, [0, 1, 3, 5])
     with pytest.raises(ValueError, match="sorted"):
         prune_mbart(mbart, [0, 1, 2, 3, 9, 7])
+
+
+def test_unseen_glosses_embed_as_the_mean_of_their_subwords_from_current_weights():
+    for mode in ("table", "subwords"):
+        model = _tiny(mode)
+        model.set_unseen_glosses([[20, 21, 22], [7]])
+        shared = model.mbart.get_input_embeddings().weight
+        x, _ = model.embed_source(torch.tensor([[15, 6, 16]]), torch.tensor([3]))
+        scale = 16**0.5
+        assert torch.allclose(x[0, 0], shared[[20, 21, 22]].mean(0) * scale, atol=1e-6)
+        assert torch.allclose(x[0, 1], model.gloss_table()[6] * scale)
+        assert torch.allclose(x[0, 2], shared[7] * scale)
+        with torch.no_grad():
+            shared[7] += 1.0  # follows the trained text embedding
+        x, _ = model.embed_source(torch.tensor([[16]]), torch.tensor([1]))
+        assert torch.allclose(x[0, 0], shared[7] * scale)
+        # an inference-time extension: not part of the saved weights or the spec
+        assert not any("unseen" in k for k in model.state_dict()) and model.spec()["num_glosses"] == 15
+        model.set_unseen_glosses([])
+        with pytest.raises(IndexError):
+            model.embed_source(torch.tensor([[15]]), torch.tensor([1]))
+    with pytest.raises(ValueError, match="at least one sub-token"):
+        model.set_unseen_glosses([[3], []])
+
+
+def test_freeze_embeddings_keeps_gloss_text_and_output_rows_fixed():
+    model = _tiny().train()
+    model.freeze_embeddings()
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"gloss_embedding.weight", "mbart.model.shared.weight"}  # tied: encoder, decoder and lm_head
+    assert not model.mbart.get_output_embeddings().weight.requires_grad
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    ids, lens = torch.tensor([[5, 6, 7]]), torch.tensor([3])
+    model(ids, lens, torch.tensor([[5, 20, 21]]), labels=torch.tensor([[20, 21, 2]])).backward()
+    opt.step()
+    after = dict(model.named_parameters())
+    assert torch.equal(after["gloss_embedding.weight"], before["gloss_embedding.weight"])
+    assert torch.equal(after["mbart.model.shared.weight"], before["mbart.model.shared.weight"])
+    assert not torch.equal(after["mbart.model.encoder.layers.0.fc1.weight"], before["mbart.model.encoder.layers.0.fc1.weight"])

@@ -8,10 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from _translation_helpers import write_tiny_corpus
 
 from common.config import ConfigError, load_config
 from jobs.train_translation import TranslationConfig, run
+from pipelines.records import Sample
 from training.schedule import lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ def test_shipped_configs_validate(path, monkeypatch):
         assert cfg.data.corpus.files["train"].startswith("/data/")
     if "cc25" in path.stem:
         assert cfg.model.pretrained_dir and cfg.model.prune_vocabulary and cfg.model.prune_splits == ["train"]
+        assert cfg.model.freeze_embeddings  # as the public code fine-tunes mBART
 
 
 def test_unknown_config_key_is_named():
@@ -128,7 +131,8 @@ def test_pretrained_mbart_is_pruned_and_fine_tuned(tmp_path, ray_local, monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     files = write_tiny_corpus(tmp_path / "data")
     _, full_tok = tiny_mbart_checkpoint(tmp_path / "mbart")
-    cfg = _toy_config(tmp_path, files, **{"train.epochs": 1, "model.pretrained_dir": tmp_path / "mbart", "name": "pre"})
+    cfg = _toy_config(tmp_path, files, **{"train.epochs": 1, "model.pretrained_dir": tmp_path / "mbart", "name": "pre",
+                                          "model.freeze_embeddings": "true"})
     out = run(cfg)
     assets = Path(out["run_dir"]) / "assets"
     manifest = json.loads((assets / "manifest.json").read_text())
@@ -137,6 +141,25 @@ def test_pretrained_mbart_is_pruned_and_fine_tuned(tmp_path, ray_local, monkeypa
     assert len(tok) == manifest["summary"]["pruning"]["pruned_vocab"] < len(full_tok)
     assert tok.decode(tok.encode("im norden regen .")) == full_tok.decode(full_tok("im norden regen .", add_special_tokens=False)["input_ids"])
     assert out["epochs_run"] == [1] and "final_dev" in out
+
+    # frozen embeddings: the trained text rows are the pruned checkpoint's, the gloss rows their init
+    from models.translation import load_pruned_mbart
+    from training.checkpoint import load_gloss2text
+    from training.evaluation import translate_samples
+
+    ck = load_gloss2text(out["run_dir"])
+    pruned, _ = load_pruned_mbart(assets / "mbart")
+    shared = pruned.get_input_embeddings().weight
+    assert torch.equal(ck.model.mbart.get_input_embeddings().weight, shared)
+    subwords = ck.model.gloss_subwords[ck.vocab.stoi["regen"]]
+    assert torch.allclose(ck.model.gloss_embedding.weight[ck.vocab.stoi["regen"]], shared[subwords].mean(0))
+    # a gloss never seen in training is read by its spelling, not as <unk>
+    unseen = Sample("u", "dev", "s1", ("NORD", "REGENWIND"), "im norden regen wind .", None, None, "dgs")
+    _, info = translate_samples(ck, [unseen], device=torch.device("cpu"), num_beams=1)
+    assert info["encoding"]["glosses_embedded_from_spelling"] == 1 and info["encoding"]["unknown_gloss_tokens"] == 0
+    pieces = [i for i in ck.tokenizer.encode("regenwind") if i != ck.tokenizer.unk_id]
+    x, _ = ck.model.embed_source(torch.tensor([[len(ck.vocab)]]), torch.tensor([1]))
+    assert torch.allclose(x[0, 0], shared[pieces].mean(0) * ck.model.embed_scale, atol=1e-6)
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):

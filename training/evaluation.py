@@ -168,13 +168,20 @@ def translate_samples(ck, samples: list, *, device: torch.device, num_beams: int
     loaded Gloss2Text checkpoint (training.checkpoint.load_gloss2text); decoding settings default to
     the run's. Returns the texts in input order and {"decode": settings, "decode_sentences_per_s",
     "encoding": what encoding changed}."""
-    from pipelines.translation_data import EncodingStats, encode_examples, normalize_glosses
+    from pipelines.translation_data import EncodingStats, cover_unseen_glosses, encode_examples, normalize_glosses
 
     run_decode = ck.run_config.get("decode", {})
     stats = EncodingStats()
-    examples = encode_examples(normalize_glosses(samples, ck.text["lowercase_glosses"]), ck.vocab, ck.tokenizer,
-                               max_source_length=ck.text["max_source_length"], max_target_length=ck.text["max_target_length"],
-                               stats=stats)
+    samples = normalize_glosses(samples, ck.text["lowercase_glosses"])
+    vocab, unseen = ck.vocab, []
+    if ck.text.get("unseen_glosses", "spelling") == "spelling":
+        vocab, unseen = cover_unseen_glosses(samples, ck.vocab, ck.tokenizer)
+    ck.model.set_unseen_glosses(unseen)
+    examples = encode_examples(samples, vocab, ck.tokenizer, max_source_length=ck.text["max_source_length"],
+                               max_target_length=ck.text["max_target_length"], stats=stats)
+    if unseen:
+        log.info("%d gloss type(s) unseen in training embedded from their spelling, e.g. %s", len(unseen),
+                 vocab.glosses[len(ck.vocab.glosses):][:5])
     if stats.unknown_gloss_tokens:
         log.warning("%d gloss token(s) (%d types) unseen in training -> <unk>, e.g. %s", stats.unknown_gloss_tokens,
                     len(stats.unknown_glosses), [g for g, _ in stats.unknown_glosses.most_common(5)])
@@ -190,7 +197,7 @@ def translate_samples(ck, samples: list, *, device: torch.device, num_beams: int
     with autocast(device):
         hyps = decode_examples(ck.model.to(device), examples, ck.tokenizer, device=device, **decode)
     return hyps, {"decode": decode, "decode_sentences_per_s": len(samples) / max(1e-9, time.time() - t0),
-                  "encoding": stats.summary()}
+                  "encoding": {**stats.summary(), "glosses_embedded_from_spelling": len(unseen)}}
 
 
 def write_translations(out: Path, samples: list, hyps: list[str], level: str) -> None:
