@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import string
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -269,6 +270,14 @@ def make_tuner(cfg: SweepConfig):
     )
 
 
+def local_cpus(cfg: SweepConfig, cores: int) -> int:
+    """Logical CPUs of a local Ray instance for the sweep: the machine's cores plus the trial drivers'
+    share, rounded up. A driver mostly waits on its Ray Train workers; without the extra CPU a trial
+    whose workers take whole cores (2 x 0.5 on 2 cores) leaves Ray Data 0.99 CPU, and its read
+    tasks, which ask for 1, never start."""
+    return cores + math.ceil(cfg.trial_cpus * cfg.max_concurrent_trials)
+
+
 def run(cfg: SweepConfig) -> dict:
     """Run (or resume) the sweep; write the results table and plots. Returns {"rows", "files"}."""
     from training.ray_cluster import init_ray
@@ -276,7 +285,7 @@ def run(cfg: SweepConfig) -> dict:
     recipe(cfg.recipe)  # an unknown recipe fails before Ray starts
     cfg.sweep_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cfg.sweep_dir / "sweep.yaml")
-    init_ray(job_priority=True)
+    init_ray(job_priority=True, num_cpus=local_cpus(cfg, os.cpu_count() or 1))
     grid = make_tuner(cfg).fit()
     rows = collect_rows(cfg, grid)
     files = [cfg.sweep_dir / "results.md", cfg.sweep_dir / "results.json"]

@@ -121,9 +121,9 @@ def test_the_readme_commands_chain_the_demo_configs():
     commands = readme_commands("The cross-lingual pipeline, as commands")
     assert [job for job, _ in commands] == ["synthesize", "preprocess", "train_recognition", "build_dictionary",
                                             "train_recognition", "build_dictionary", "train_islr", "map_signs",
-                                            "train_recognition", "sweep", "sweep"]
+                                            "train_recognition", "sweep", "sweep", "sweep"]
     configs = [c for _, c in commands]
-    assert [c.name for c in configs[-2:]] == ["demo_alpha", "demo_threshold"]
+    assert [c.name for c in configs[-3:]] == ["demo_alpha", "demo_alpha_seeds", "demo_threshold"]
     # the threshold sweep trains on one relabel file per threshold, each written by the mapping
     assert sorted(configs[-1].search.grid["threshold"]) == sorted(configs[7].sweep_thresholds)
     check_chain(commands)

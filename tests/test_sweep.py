@@ -57,12 +57,15 @@ def test_every_trial_of_the_shipped_sweeps_is_a_valid_recipe_config(path):
     for params in combos:
         load_config(schema, REPO / cfg.config, trial_overrides(cfg, params, "trial_x"))
     if path.stem.startswith("demo_"):  # the cross-lingual paper's grids
-        grids = {"demo_alpha": ("data.alpha", [0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8]),
-                 "demo_threshold": ("threshold", [0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0])}
-        key, values = grids[path.stem]
-        assert cfg.search.grid == {key: values}
-        run_cfg = load_config(schema, REPO / cfg.config, trial_overrides(cfg, {key: values[1]}, "trial_x"))
+        grids = {"demo_alpha": {"data.alpha": [0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8]},
+                 "demo_alpha_seeds": {"data.alpha": [0, 0.2], "train.seed": [1, 2]},  # seed 0: demo_alpha's
+                 "demo_threshold": {"threshold": [0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0]}}
+        assert cfg.search.grid == grids[path.stem]
+        run_cfg = load_config(schema, REPO / cfg.config, trial_overrides(cfg, combos[1], "trial_x"))
         assert run_cfg.data.primary_fraction == 0.2 and run_cfg.data.auxiliary["sgsl_b"].relabel
+        if path.stem == "demo_alpha_seeds":  # the same trials as demo_alpha's but the seed
+            base = load_config(SweepConfig, REPO / "configs/sweeps/demo_alpha.yaml")
+            assert (cfg.config, cfg.overrides, cfg.scheduler) == (base.config, base.overrides, base.scheduler)
 
 
 def test_rows_table_and_plot_on_hand_made_trials(tmp_path):
@@ -150,3 +153,15 @@ def test_a_killed_sweep_resumes_with_tunes_restore(tmp_path):
     assert sorted(r["optim.lr"] for r in rows) == [0.002, 0.005] and all(r["status"] == "finished" for r in rows)
     assert (done[0] / "metrics.jsonl").read_text() == first_log  # the finished trial was not run again
     assert len(list(trials.glob("trial_*"))) == 2
+
+
+def test_a_local_sweep_leaves_ray_data_a_whole_cpu_beside_the_trial_and_its_workers():
+    from jobs.sweep import local_cpus
+    from jobs.train_recognition import RecognitionConfig
+
+    cfg = load_config(SweepConfig, REPO / "configs/sweeps/demo_alpha.yaml")
+    scaling = load_config(RecognitionConfig, REPO / cfg.config).scaling  # 2 workers x 0.5 CPU
+    assert local_cpus(cfg, 2) == 3 and local_cpus(cfg.model_copy(update={"max_concurrent_trials": 2}), 2) == 3
+    left_for_data = local_cpus(cfg, 2) - scaling.num_workers * scaling.cpus_per_worker - cfg.trial_cpus
+    assert left_for_data >= 1  # 2 - 1.0 - 0.01 = 0.99 hung the first demo trial: its read tasks ask for 1 CPU
+    assert local_cpus(cfg.model_copy(update={"trial_cpus": 1.5}), 4) == 6
