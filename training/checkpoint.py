@@ -194,6 +194,7 @@ class Gloss2TextCheckpoint:
 
 
 TEXT_SETTINGS = ("lowercase_glosses", "max_source_length", "max_target_length", "src_lang", "tgt_lang")
+OPTIONAL_TEXT_SETTINGS = ("unseen_glosses",)  # absent from older checkpoints: readers take the default
 
 
 def save_gloss2text(directory: str | Path, *, model, tokenizer_dir: str | Path, vocab: GlossVocabulary, text: dict) -> None:
@@ -215,7 +216,7 @@ def _save_text_model(directory: str | Path, family: str, *, model, vocab: GlossV
     vocab.save(directory / VOCAB_FILE)
     shutil.copytree(tokenizer_dir, directory / TOKENIZER_DIR)
     atomic_write_json(directory / CONFIG_FILE, {"family": family, "format": FORMAT, "model": model.config_dict(), **config,
-                                                "text": {k: text[k] for k in TEXT_SETTINGS}})
+                                                "text": {k: text[k] for k in (*TEXT_SETTINGS, *OPTIONAL_TEXT_SETTINGS) if k in text}})
 
 
 def load_gloss2text(path: str | Path, map_location: str | torch.device = "cpu") -> Gloss2TextCheckpoint:
