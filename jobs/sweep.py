@@ -271,11 +271,11 @@ def make_tuner(cfg: SweepConfig):
 
 
 def local_cpus(cfg: SweepConfig, cores: int) -> int:
-    """Logical CPUs of a local Ray instance for the sweep: the machine's cores plus the trial drivers'
-    share, rounded up. A driver mostly waits on its Ray Train workers; without the extra CPU a trial
-    whose workers take whole cores (2 x 0.5 on 2 cores) leaves Ray Data 0.99 CPU, and its read
-    tasks, which ask for 1, never start."""
-    return cores + math.ceil(cfg.trial_cpus * cfg.max_concurrent_trials)
+    """Logical CPUs of a local Ray instance for the sweep: the machine's cores plus, per concurrent
+    trial, its driver's share rounded up to a whole CPU. A driver mostly waits on its Ray Train
+    workers; without the extra CPU a trial whose workers take whole cores (2 x 0.5 on 2 cores)
+    leaves Ray Data 0.99 CPU, and its read tasks, which ask for 1, never start."""
+    return cores + cfg.max_concurrent_trials * math.ceil(cfg.trial_cpus)
 
 
 def run(cfg: SweepConfig) -> dict:
@@ -285,7 +285,7 @@ def run(cfg: SweepConfig) -> dict:
     recipe(cfg.recipe)  # an unknown recipe fails before Ray starts
     cfg.sweep_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cfg.sweep_dir / "sweep.yaml")
-    init_ray(job_priority=True, num_cpus=local_cpus(cfg, os.cpu_count() or 1))
+    init_ray(job_priority=True, num_cpus=local_cpus(cfg, len(os.sched_getaffinity(0))))
     grid = make_tuner(cfg).fit()
     rows = collect_rows(cfg, grid)
     files = [cfg.sweep_dir / "results.md", cfg.sweep_dir / "results.json"]

@@ -201,6 +201,9 @@ class DecodeSection(StrictModel):
     beam_width: int = Field(5, ge=1)  # final / test evaluation (CTC prefix beam search)
     dev_beam_width: int = Field(1, ge=1)  # per-epoch dev decoding (1 = greedy)
     batch_size: int = Field(4, ge=1)
+    # mixed training: dev/test decoding emits the primary corpus' glosses only (its classes come
+    # first); an auxiliary-only class can never be right on the primary's videos. False: every class
+    primary_classes_only: bool = True
 
 
 class StreamPretrainingSection(StrictModel):
@@ -640,13 +643,13 @@ def train_metrics(per_worker: list[dict], seconds: float) -> dict:
 
 
 def evaluate_dev(model, rows: list[dict], cfg: RecognitionConfig, vocab: GlossVocabulary, corpus: str,
-                 device: torch.device) -> dict:
+                 device: torch.device, decode_classes: int | None) -> dict:
     """Decode this worker's dev rows with every head, gather all workers' results and score them.
     Returns the dev metrics (WER per head, the selected head's WER and error counts)."""
     heads = cfg.head_names()
     collate = RecognitionCollate(cfg.data.collate, train=False, glosses=vocab.glosses, frame_stride=cfg.data.frame_stride)
     dev = decode_split(model, eval_batches([rows], collate, cfg.decode.batch_size), heads, beam_width=cfg.decode.dev_beam_width,
-                       device=device, uses_keypoints=cfg.uses_keypoints(), vocab=vocab)
+                       device=device, uses_keypoints=cfg.uses_keypoints(), vocab=vocab, num_classes=decode_classes)
     parts = gather(dev)
     refs = [r for p in parts for r in p["refs"]]
     scores = score_heads(refs, {h: [x for p in parts for x in p["hyps"][h]] for h in heads}, corpus)
@@ -731,7 +734,7 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         t1 = time.time()
         rows = dev_rows if dev_rows is not None else dev_share(dev_shard, cfg, rank, world)
         dev_rows = rows if cfg.data.cache_dev else None
-        dev = evaluate_dev(model, rows, cfg, vocab, loop_config["corpus"], device)
+        dev = evaluate_dev(model, rows, cfg, vocab, loop_config["corpus"], device, loop_config["decode_classes"])
         metrics = {"epoch": epoch + 1, "step": progress.step, "lr": lr, "planned_epochs": budget.planned,
                    **train_metrics(gather(sums), train_s), **dev, "epoch_train_s": train_s, "epoch_eval_s": time.time() - t1,
                    "elapsed_s": progress.elapsed_s(), "wall_time": time.time()}
@@ -742,7 +745,8 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         report_epoch(metrics, rank=rank, save=lambda d: write_checkpoint(
             d, save_model=lambda m: save_sign2gloss(m, model=model, vocab=vocab, collate=cfg.data.collate,
                                                     frame_stride=cfg.data.frame_stride,
-                                                    keypoint_backend=loop_config["keypoint_backend"]),
+                                                    keypoint_backend=loop_config["keypoint_backend"],
+                                                    decode_classes=loop_config["decode_classes"]),
             train_state=state, run_config=cfg, metrics=metrics))
     run_log.close()
     return {"epochs_run": [h["epoch"] for h in progress.history if h["epoch"] > first_epoch]}
@@ -809,6 +813,8 @@ def run(cfg: RecognitionConfig) -> dict:
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cfg.run_dir / "config.yaml")
     vocab, manifest, corpora = prepare_assets(cfg)
+    primary = GlossVocabulary.load(cfg.run_dir / "assets" / "primary_vocab.json")
+    decode_classes = len(primary) if cfg.decode.primary_classes_only and len(vocab) > len(primary) else None
     names = primary_train_names(cfg)
     train_videos = manifest["splits"][cfg.data.train_split]["written"] if names is None else len(names)
     if cfg.data.train_limit:
@@ -816,6 +822,7 @@ def run(cfg: RecognitionConfig) -> dict:
     result = fit(train_loop_per_worker,
                  {"config": cfg.model_dump(mode="json"), "glosses": vocab.glosses, "corpus": manifest["corpus"],
                   "train_videos": train_videos, "keypoint_backend": manifest.get("keypoint_backend"),
+                  "decode_classes": decode_classes,
                   "auxiliary": [{k: c[k] for k in ("name", "files", "labels")} for c in corpora]},
                  name=cfg.name, storage_path=cfg.out_dir, scaling=cfg.scaling, metric="dev_wer", mode="min",
                  datasets=lambda: {"train": split_dataset(cfg, cfg.data.train_split, cfg.data.train_limit, names),

@@ -211,7 +211,7 @@ def predict(ck, batch: dict, decoding: Decoding) -> tuple[list[str], list[str | 
     head = checkpoint_head(ck)
     with torch.no_grad(), autocast(decoding.device):
         out = run_model(ck.model, batch, decoding.device, ck.uses_keypoints)
-    ids = decode_heads(out, [head], decoding.gloss_beam_width)[head]
+    ids = decode_heads(out, [head], decoding.gloss_beam_width, ck.decode_classes)[head]
     return [" ".join(ck.vocab.decode(x)) for x in ids], [None] * len(ids)
 
 

@@ -180,11 +180,13 @@ class GlossToText(nn.Module):
         return torch.cat([table, unseen.to(table.dtype)])
 
     def freeze_embeddings(self) -> None:
-        """Stop training the gloss embeddings and the shared text embedding (with it the tied
-        output layer), as the public code does when fine-tuning a pretrained mBART."""
+        """Stop training the gloss embeddings and the text embeddings (the shared table, the encoder's
+        and decoder's token tables, and with them the output layer where it is tied to them), as the
+        public code does when fine-tuning a pretrained mBART. An untied output layer keeps training."""
         self.gloss_embedding.weight.requires_grad_(False)
-        self.mbart.get_input_embeddings().weight.requires_grad_(False)
-        self.mbart.get_output_embeddings().weight.requires_grad_(False)
+        model = self.mbart.model
+        for table in (model.shared, model.encoder.embed_tokens, model.decoder.embed_tokens):
+            table.weight.requires_grad_(False)
 
     def embed_source(self, gloss_ids: torch.Tensor, gloss_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """gloss_ids (B, S) right-padded, gloss_lengths (B,) -> inputs_embeds (B, S+2, D) with

@@ -67,8 +67,20 @@ def test_one_epoch_with_a_relabelled_auxiliary_corpus(corpora, tmp_path):
     assert summary["train_videos"] == 3 and summary["vocabulary"] == 5
     assert summary["auxiliary"] == {"aux": {"clips": 6, "classes": 3, "mapped": 1, "mapped_share": pytest.approx(1 / 3)}}
     assert summary["aux_mapped_share"] == pytest.approx(1 / 3)
-    assert load_sign2gloss(run_dir).vocab.glosses == ["G0", "G1", "G2", "bbb:G1", "bbb:G2"]
+    ck = load_sign2gloss(run_dir)
+    assert ck.vocab.glosses == ["G0", "G1", "G2", "bbb:G1", "bbb:G2"]
     assert json.loads((run_dir / "assets" / "primary_vocab.json").read_text())["glosses"] == ["G0", "G1", "G2"]
+    assert ck.decode_classes == 6  # blank, pad, unk, G0-G2: decoding never emits bbb:G1 or bbb:G2
+
+    # evaluation decodes over those classes only; primary_classes_only=false keeps every class
+    from training.evaluation import evaluate_sign2gloss
+
+    scores = evaluate_sign2gloss(run_dir, out_dir=tmp_path / "eval", beam_width=1)
+    hyps = [g for line in (tmp_path / "eval" / "hypotheses.tsv").read_text().splitlines() for g in line.split("\t")[1].split()]
+    assert scores["decode_classes"] == 6 and not any(g.startswith("bbb:") for g in hyps)
+    everything = run(_config(tmp_path, shards, f"data.auxiliary.aux.relabel={relabel}", "data.alpha=0.5",
+                             "data.primary_fraction=0.5", "name=mixed_all", "decode.primary_classes_only=false"))
+    assert load_sign2gloss(everything["run_dir"]).decode_classes is None
 
 
 def test_a_two_trial_alpha_sweep(corpora, tmp_path):

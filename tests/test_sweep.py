@@ -155,13 +155,17 @@ def test_a_killed_sweep_resumes_with_tunes_restore(tmp_path):
     assert len(list(trials.glob("trial_*"))) == 2
 
 
-def test_a_local_sweep_leaves_ray_data_a_whole_cpu_beside_the_trial_and_its_workers():
+def test_the_trial_drivers_of_a_local_sweep_take_no_cpu_from_ray_data():
     from jobs.sweep import local_cpus
     from jobs.train_recognition import RecognitionConfig
 
     cfg = load_config(SweepConfig, REPO / "configs/sweeps/demo_alpha.yaml")
     scaling = load_config(RecognitionConfig, REPO / cfg.config).scaling  # 2 workers x 0.5 CPU
-    assert local_cpus(cfg, 2) == 3 and local_cpus(cfg.model_copy(update={"max_concurrent_trials": 2}), 2) == 3
-    left_for_data = local_cpus(cfg, 2) - scaling.num_workers * scaling.cpus_per_worker - cfg.trial_cpus
-    assert left_for_data >= 1  # 2 - 1.0 - 0.01 = 0.99 hung the first demo trial: its read tasks ask for 1 CPU
-    assert local_cpus(cfg.model_copy(update={"trial_cpus": 1.5}), 4) == 6
+    workers = scaling.num_workers * scaling.cpus_per_worker
+    # 2 - 1.0 - 0.01 = 0.99 hung the first demo trial: its read tasks ask for 1 CPU
+    for trials in (1, 2, 3):
+        cores = 2 * trials
+        sweep = cfg.model_copy(update={"max_concurrent_trials": trials})
+        left_for_data = local_cpus(sweep, cores) - trials * (workers + cfg.trial_cpus)
+        assert left_for_data >= cores - trials * workers  # what the workers leave, as in a run outside a sweep
+    assert local_cpus(cfg, 2) == 3 and local_cpus(cfg.model_copy(update={"trial_cpus": 1.5, "max_concurrent_trials": 2}), 4) == 8

@@ -168,3 +168,17 @@ def test_freeze_embeddings_keeps_gloss_text_and_output_rows_fixed():
     assert torch.equal(after["gloss_embedding.weight"], before["gloss_embedding.weight"])
     assert torch.equal(after["mbart.model.shared.weight"], before["mbart.model.shared.weight"])
     assert not torch.equal(after["mbart.model.encoder.layers.0.fc1.weight"], before["mbart.model.encoder.layers.0.fc1.weight"])
+
+
+def test_freeze_embeddings_of_an_untied_mbart_freezes_every_token_table_but_not_the_output_layer():
+    from transformers import MBartConfig, MBartForConditionalGeneration
+
+    config = MBartConfig(vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                         decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+                         pad_token_id=1, bos_token_id=0, eos_token_id=2, tie_word_embeddings=False)
+    model = GlossToText(MBartForConditionalGeneration(config), 15, src_lang_id=4, tgt_lang_id=5)
+    model.freeze_embeddings()
+    m = model.mbart.model
+    tables = (m.shared.weight, m.encoder.embed_tokens.weight, m.decoder.embed_tokens.weight, model.gloss_embedding.weight)
+    assert not any(t.requires_grad for t in tables)
+    assert model.mbart.lm_head.weight.data_ptr() != m.shared.weight.data_ptr() and model.mbart.lm_head.weight.requires_grad

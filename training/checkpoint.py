@@ -129,6 +129,7 @@ class Sign2GlossCheckpoint:
     collate: Any  # pipelines.video_collate.VideoCollateConfig
     frame_stride: int = 1
     keypoint_backend: str | None = None
+    decode_classes: int | None = None  # decoding emits the first classes only (mixed training: blank + primary glosses)
     metrics: dict = field(default_factory=dict)
     run_config: dict = field(default_factory=dict)
 
@@ -138,15 +139,17 @@ class Sign2GlossCheckpoint:
 
 
 def save_sign2gloss(directory: str | Path, *, model, vocab: GlossVocabulary, collate, frame_stride: int = 1,
-                    keypoint_backend: str | None = None) -> None:
-    """Write `model/` of a recognition checkpoint (`directory` is that folder)."""
+                    keypoint_backend: str | None = None, decode_classes: int | None = None) -> None:
+    """Write `model/` of a recognition checkpoint (`directory` is that folder). decode_classes: how
+    many leading vocabulary ids decoding may emit (None: all)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), directory / WEIGHTS_FILE)
     vocab.save(directory / VOCAB_FILE)
     atomic_write_json(directory / CONFIG_FILE, {
         "family": "sign2gloss", "format": FORMAT, "model": model.config.model_dump(mode="json"),
-        "inputs": {"collate": collate.model_dump(mode="json"), "frame_stride": frame_stride, "keypoint_backend": keypoint_backend},
+        "inputs": {"collate": collate.model_dump(mode="json"), "frame_stride": frame_stride, "keypoint_backend": keypoint_backend,
+                   "decode_classes": decode_classes},
     })
 
 
@@ -172,7 +175,8 @@ def load_sign2gloss(path: str | Path, map_location: str | torch.device = "cpu") 
     return Sign2GlossCheckpoint(
         path=ckpt, model=model.eval(), vocab=GlossVocabulary.load(vocab_path),
         collate=VideoCollateConfig.model_validate(inputs["collate"]), frame_stride=inputs["frame_stride"],
-        keypoint_backend=inputs.get("keypoint_backend"), metrics=metrics, run_config=run_config,
+        keypoint_backend=inputs.get("keypoint_backend"), decode_classes=inputs.get("decode_classes"), metrics=metrics,
+        run_config=run_config,
     )
 
 
@@ -194,6 +198,7 @@ class Gloss2TextCheckpoint:
 
 
 TEXT_SETTINGS = ("lowercase_glosses", "max_source_length", "max_target_length", "src_lang", "tgt_lang")
+OPTIONAL_TEXT_SETTINGS = ("unseen_glosses",)  # absent from older checkpoints: readers take the default
 
 
 def save_gloss2text(directory: str | Path, *, model, tokenizer_dir: str | Path, vocab: GlossVocabulary, text: dict) -> None:
@@ -215,7 +220,7 @@ def _save_text_model(directory: str | Path, family: str, *, model, vocab: GlossV
     vocab.save(directory / VOCAB_FILE)
     shutil.copytree(tokenizer_dir, directory / TOKENIZER_DIR)
     atomic_write_json(directory / CONFIG_FILE, {"family": family, "format": FORMAT, "model": model.config_dict(), **config,
-                                                "text": {k: text[k] for k in TEXT_SETTINGS}})
+                                                "text": {k: text[k] for k in (*TEXT_SETTINGS, *OPTIONAL_TEXT_SETTINGS) if k in text}})
 
 
 def load_gloss2text(path: str | Path, map_location: str | torch.device = "cpu") -> Gloss2TextCheckpoint:

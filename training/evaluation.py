@@ -30,13 +30,17 @@ def run_model(model, batch: dict, device: torch.device, uses_keypoints: bool) ->
                  batch["keypoints"].to(device, non_blocking=True) if uses_keypoints else None)
 
 
-def decode_heads(outputs: dict, heads: list[str], beam_width: int) -> dict[str, list[list[int]]]:
-    """Gloss ids per clip for every head: greedy (beam_width 1) or CTC prefix beam search."""
+def decode_heads(outputs: dict, heads: list[str], beam_width: int, num_classes: int | None = None) -> dict[str, list[list[int]]]:
+    """Gloss ids per clip for every head: greedy (beam_width 1) or CTC prefix beam search.
+    num_classes: decode over the first classes only (blank and the primary glosses of a mixed-training
+    model, whose auxiliary-only classes follow them); None: all."""
     from models.ctc import beam_search_decode, greedy_decode
 
     result = {}
     for head in heads:
         lp = outputs["log_probs"][head]
+        if num_classes is not None:
+            lp = lp[..., :num_classes]
         if beam_width > 1:
             result[head] = beam_search_decode(lp, outputs["lengths"], beam_width=beam_width)
         else:
@@ -45,10 +49,10 @@ def decode_heads(outputs: dict, heads: list[str], beam_width: int) -> dict[str, 
 
 
 def decode_split(model, batches: Iterable[dict], heads: list[str], *, beam_width: int, device: torch.device,
-                 uses_keypoints: bool, vocab: GlossVocabulary) -> dict:
-    """Decode every head on the batches. Returns names, references (as annotated), hypotheses per
-    head (gloss lists), count of infeasible samples (label longer than the output allows),
-    unknown reference glosses."""
+                 uses_keypoints: bool, vocab: GlossVocabulary, num_classes: int | None = None) -> dict:
+    """Decode every head on the batches (over the first `num_classes` classes, see `decode_heads`).
+    Returns names, references (as annotated), hypotheses per head (gloss lists), count of infeasible
+    samples (label longer than the output allows), unknown reference glosses."""
     from models.ctc import min_ctc_length
 
     model.eval()
@@ -58,7 +62,7 @@ def decode_split(model, batches: Iterable[dict], heads: list[str], *, beam_width
         for batch in batches:
             with autocast(device):
                 out = run_model(model, batch, device, uses_keypoints)
-            decoded = decode_heads(out, heads, beam_width)
+            decoded = decode_heads(out, heads, beam_width, num_classes)
             for h in heads:
                 hyps[h].extend(vocab.decode(ids) for ids in decoded[h])
             names.extend(batch["names"])
@@ -264,7 +268,8 @@ def evaluate_sign2gloss(checkpoint: str | Path, *, split: str | None = None, sha
     collate = RecognitionCollate(ck.collate, train=False, glosses=ck.vocab.glosses, frame_stride=ck.frame_stride)
     t0 = time.time()
     dec = decode_split(model, eval_batches(ds.iter_batches(batch_format="numpy", batch_size=bs), collate, bs), heads,
-                       beam_width=beam, device=device, uses_keypoints=ck.uses_keypoints, vocab=ck.vocab)
+                       beam_width=beam, device=device, uses_keypoints=ck.uses_keypoints, vocab=ck.vocab,
+                       num_classes=ck.decode_classes)
     decode_s = time.time() - t0
     order = sorted(range(len(dec["names"])), key=lambda i: dec["names"][i])
     names = [dec["names"][i] for i in order]
@@ -279,7 +284,7 @@ def evaluate_sign2gloss(checkpoint: str | Path, *, split: str | None = None, sha
     atomic_write_text(out / "references.tsv", "".join(f"{n}\t{r}\n" for n, r in zip(names, refs)))
     summary = {
         "task": "s2g", "checkpoint": str(ck.path), "shards": root, "dataset": name, "corpus": manifest["corpus"],
-        "split": split, "sentences": len(names), "head": head, "beam_width": beam,
+        "split": split, "sentences": len(names), "head": head, "beam_width": beam, "decode_classes": ck.decode_classes,
         "wer": {h: scores[h]["wer"] for h in heads},
         "details": scores,
         "empty_hypotheses": sum(1 for g in hyps[head] if not g),
