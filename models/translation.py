@@ -89,6 +89,13 @@ def build_scratch_mbart(
     return MBartForConditionalGeneration(config)
 
 
+def embedding_bags(bags: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lists of ids -> (flat ids, start offsets) as `F.embedding_bag` takes them; [] -> two empty tensors."""
+    lengths = torch.tensor([len(b) for b in bags], dtype=torch.long)
+    offsets = torch.cumsum(lengths, 0) - lengths
+    return torch.tensor([int(i) for b in bags for i in b], dtype=torch.long), offsets
+
+
 class GlossToText(nn.Module):
     """mBART translating gloss sequences.
 
@@ -121,12 +128,9 @@ class GlossToText(nn.Module):
         if gloss_embedding == "subwords":
             if self.gloss_subwords is None or len(self.gloss_subwords) != num_glosses:
                 raise ValueError("gloss_embedding='subwords' needs gloss_subwords for every gloss id")
-            flat = [i for s in self.gloss_subwords for i in s]
-            offsets = [0]
-            for s in self.gloss_subwords[:-1]:
-                offsets.append(offsets[-1] + len(s))
-            self.register_buffer("_subword_ids", torch.tensor(flat, dtype=torch.long), persistent=False)
-            self.register_buffer("_subword_offsets", torch.tensor(offsets, dtype=torch.long), persistent=False)
+            ids, offsets = embedding_bags(self.gloss_subwords)
+            self.register_buffer("_subword_ids", ids, persistent=False)
+            self.register_buffer("_subword_offsets", offsets, persistent=False)
             nn.init.zeros_(self.gloss_embedding.weight)  # the learned residual starts at 0
         elif gloss_embedding != "table":
             raise ValueError(f"unknown gloss_embedding mode {gloss_embedding!r}")
@@ -160,15 +164,11 @@ class GlossToText(nn.Module):
         inference-time extension: not saved with the weights; [] removes it."""
         if any(len(s) == 0 for s in subwords):
             raise ValueError("every unseen gloss needs at least one sub-token id")
-        flat = [int(i) for s in subwords for i in s]
-        offsets = [0]
-        for s in list(subwords)[:-1]:
-            offsets.append(offsets[-1] + len(s))
+        ids, offsets = embedding_bags(subwords)
         device = self.gloss_embedding.weight.device
         self.num_unseen_glosses = len(subwords)
-        self.register_buffer("_unseen_ids", torch.tensor(flat, dtype=torch.long, device=device), persistent=False)
-        self.register_buffer("_unseen_offsets", torch.tensor(offsets if subwords else [], dtype=torch.long, device=device),
-                             persistent=False)
+        self.register_buffer("_unseen_ids", ids.to(device), persistent=False)
+        self.register_buffer("_unseen_offsets", offsets.to(device), persistent=False)
 
     def source_gloss_table(self) -> torch.Tensor:
         """(num_glosses + unseen, d_model): `gloss_table()` and the unseen glosses' rows."""
