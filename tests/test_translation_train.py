@@ -220,3 +220,35 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     steps = [h["step"] for h in history]
     assert steps == [steps[0] * e for e in range(1, done + 3)]  # the optimizer's step count went on
     assert [e for e, _ in read_scalars(run_dir / "tensorboard", "dev/bleu4")] == list(range(1, done + 3))
+
+
+def test_csl_daily_recipe_embeds_a_gloss_with_the_characters_the_decoder_writes(tmp_path, real_data_dir, monkeypatch):
+    """The shipped CSL-Daily recipe on the first 400 real training sentences: a gloss's source
+    embedding is the mean of the embedding rows of its spelling's pieces, the rows that encode (and,
+    tied, predict) the text, and it follows them as they train; so a gloss written verbatim in the
+    sentence is a copy away. Every gloss is spelled without `<unk>`."""
+    from jobs.train_translation import build_model, prepare_assets
+    from pipelines.text_tokenizer import load_text_tokenizer
+    from pipelines.vocabulary import GlossVocabulary
+
+    monkeypatch.setenv("SIGNBRIDGE_DATA", str(real_data_dir))
+    cfg = load_config(TranslationConfig, REPO / "configs/translation/csl_daily_g2t.yaml",
+                      [f"out_dir={tmp_path}", "data.train_limit=400"])
+    assets = prepare_assets(cfg)
+    tok = load_text_tokenizer(assets / "tokenizer")
+    vocab = GlossVocabulary.load(assets / "gloss_vocab.json")
+    gloss = "今天"
+    ids = tok.encode(gloss)
+    assert [tok.piece(i) for i in ids] == ["▁", "今", "天"]  # SentencePiece's word-start mark, then characters
+    assert all(tok.unk_id not in tok.encode(g) for g in vocab.glosses)
+
+    model = build_model(cfg, assets, tok, vocab)
+    shared = model.mbart.get_input_embeddings().weight
+    assert model.mbart.get_output_embeddings().weight is shared
+    g = vocab.encode([gloss])[0]
+    assert g != vocab.unk_id and model.gloss_subwords[g] == ids
+    before = model.gloss_table()[g].detach().clone()
+    torch.testing.assert_close(before, shared[ids].mean(0))
+    with torch.no_grad():
+        shared[ids] += 1.0
+    torch.testing.assert_close(model.gloss_table()[g].detach(), before + 1.0)
