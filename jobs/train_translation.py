@@ -40,6 +40,7 @@ from pipelines.translation_data import (
     gloss_subword_ids,
     noise_decoder_inputs,
     read_text_samples,
+    text_spellings,
     token_batches,
 )
 from pipelines.vocabulary import GlossVocabulary
@@ -95,6 +96,9 @@ class ModelSection(StrictModel):
     prune_vocabulary: bool = True  # pretrained only: keep the corpus' sub-words
     prune_splits: list[str] = ["train"]  # splits whose texts/glosses are kept (public code: + dev, test)
     gloss_embedding: Literal["table", "subwords"] = "table"
+    # "subwords": the sub-words a gloss is embedded from are those of its spelling "as_written", or
+    # of the training texts' spelling of it ("texts": KOENNEN -> können, pipelines.translation_data.text_spellings)
+    gloss_spelling: Literal["as_written", "texts"] = "as_written"
     freeze_embeddings: bool = False  # keep the gloss and text embeddings (and the tied output layer) fixed
     # from-scratch size (ignored for pretrained models, whose config comes with the checkpoint)
     d_model: int = 256
@@ -255,8 +259,17 @@ def prepare_pretrained_tokenizer(cfg: TranslationConfig, train, out: Path) -> di
 # ---- model and optimizer ------------------------------------------------------------------------
 
 
-def build_model(cfg: TranslationConfig, assets: Path, tokenizer: TextTokenizer, vocab: GlossVocabulary):
-    """GlossToText over a pretrained (pruned) mBART from `assets`, or a from-scratch one."""
+def gloss_spellings(cfg: TranslationConfig, vocab: GlossVocabulary, train_samples) -> dict[str, str] | None:
+    """gloss -> its training texts' spelling where that differs (`model.gloss_spelling: texts`), else None."""
+    if cfg.model.gloss_spelling != "texts":
+        return None
+    return text_spellings(vocab.glosses, (s.text for s in train_samples))
+
+
+def build_model(cfg: TranslationConfig, assets: Path, tokenizer: TextTokenizer, vocab: GlossVocabulary,
+                spellings: dict[str, str] | None = None):
+    """GlossToText over a pretrained (pruned) mBART from `assets`, or a from-scratch one; `spellings`
+    (gloss -> the texts' spelling) choose the sub-words glosses are embedded from."""
     from models.translation import GlossToText, build_scratch_mbart
 
     m = cfg.model
@@ -273,7 +286,7 @@ def build_model(cfg: TranslationConfig, assets: Path, tokenizer: TextTokenizer, 
                                     max_position_embeddings=m.max_position_embeddings, scale_embedding=m.scale_embedding,
                                     seed=cfg.train.seed, **regularisation)
     model = GlossToText(mbart, len(vocab), src_lang_id=tokenizer.lang_id(cfg.data.src_lang),
-                        tgt_lang_id=tokenizer.lang_id(cfg.data.tgt_lang), gloss_subwords=gloss_subword_ids(vocab, tokenizer),
+                        tgt_lang_id=tokenizer.lang_id(cfg.data.tgt_lang), gloss_subwords=gloss_subword_ids(vocab, tokenizer, spellings),
                         gloss_embedding=m.gloss_embedding)
     if m.freeze_embeddings:
         model.freeze_embeddings()
@@ -392,8 +405,12 @@ def train_loop_per_worker(loop_config: dict) -> dict:
         torch.set_num_threads(cfg.train.num_threads)
     tokenizer = load_text_tokenizer(assets / "tokenizer")
     vocab = GlossVocabulary.load(assets / "gloss_vocab.json")
-    train_ex = encode_split(cfg, load_split(cfg, cfg.data.train_split, cfg.data.train_limit), cfg.data.train_split, vocab,
-                            tokenizer, rank)
+    train_samples = load_split(cfg, cfg.data.train_split, cfg.data.train_limit)
+    train_ex = encode_split(cfg, train_samples, cfg.data.train_split, vocab, tokenizer, rank)
+    spellings = gloss_spellings(cfg, vocab, train_samples)
+    if rank == 0 and spellings:
+        log.info("%d gloss type(s) embedded from the training texts' spelling, e.g. %s", len(spellings),
+                 dict(list(spellings.items())[:5]))
     dev_samples = load_split(cfg, cfg.data.dev_split, cfg.data.dev_limit)
     dev_vocab, unseen = vocab, []
     if cfg.data.unseen_glosses == "spelling":
@@ -403,7 +420,7 @@ def train_loop_per_worker(loop_config: dict) -> dict:
     dev_ex = encode_split(cfg, dev_samples, cfg.data.dev_split, dev_vocab, tokenizer, rank)
 
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg, assets, tokenizer, vocab).to(device)
+    model = build_model(cfg, assets, tokenizer, vocab, spellings).to(device)
     model.set_unseen_glosses(unseen)
     optimizer = make_optimizer(model, cfg.optim)
     steps_per_epoch = len(token_batches(train_ex, max_tokens=cfg.train.batch_tokens, max_sentences=cfg.train.max_sentences,

@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
@@ -77,8 +77,53 @@ def read_text_samples(corpus, split: str, *, lowercase_glosses: bool = True, lim
     return normalize_glosses(samples, lowercase_glosses)
 
 
-def gloss_subword_ids(vocab: GlossVocabulary, tokenizer: TextTokenizer) -> list[list[int]]:
-    """Per gloss id its sub-token ids in the text vocabulary; `<unk>`/`<blank>` -> [unk], pad -> []."""
+# How gloss annotations transliterate letters the texts write (PHOENIX: KOENNEN for "können").
+TRANSLITERATIONS = (("ae", "ä"), ("oe", "ö"), ("ue", "ü"), ("ss", "ß"))
+
+
+def _respellings(word: str) -> list[str]:
+    """`word` with every subset of its transliterated letters restored, `word` itself first."""
+    letters = dict(TRANSLITERATIONS)
+    out = [""]
+    i = 0
+    while i < len(word):
+        pair = word[i : i + 2]
+        letter = letters.get(pair)
+        if letter is not None:
+            out = [o + pair for o in out] + [o + letter for o in out]
+            i += 2
+        else:
+            out = [o + word[i] for o in out]
+            i += 1
+    return out
+
+
+def text_spellings(glosses: Iterable[str], texts: Iterable[str]) -> dict[str, str]:
+    """Per gloss the spelling the texts use for it, where that differs from the gloss: each
+    hyphen-separated part that is not a word of `texts` but becomes one when transliterated letters
+    (ae, oe, ue, ss) are restored (ä, ö, ü, ß) takes the most frequent such word. Glosses are compared
+    as given (normalise case first); `texts` should be training texts only.
+    E.g. {"koennen": "können", "neg-koennen": "neg-können"} when the texts hold "können"."""
+    counts = Counter(w for t in texts for w in t.split())
+    out = {}
+    for gloss in dict.fromkeys(glosses):
+        parts = []
+        for part in gloss.split("-"):
+            if part not in counts:
+                found = [w for w in _respellings(part)[1:] if w in counts]
+                part = max(found, key=lambda w: counts[w]) if found else part
+            parts.append(part)
+        spelled = "-".join(parts)
+        if spelled != gloss:
+            out[gloss] = spelled
+    return out
+
+
+def gloss_subword_ids(vocab: GlossVocabulary, tokenizer: TextTokenizer,
+                      spellings: dict[str, str] | None = None) -> list[list[int]]:
+    """Per gloss id its sub-token ids in the text vocabulary, of its spelling in `spellings` where it
+    has one (`text_spellings`), else as written; `<unk>`/`<blank>` -> [unk], pad -> []."""
+    spellings = spellings or {}
     out = []
     for i, g in enumerate(vocab.itos):
         if i == vocab.pad_id:
@@ -86,7 +131,7 @@ def gloss_subword_ids(vocab: GlossVocabulary, tokenizer: TextTokenizer) -> list[
         elif i in (vocab.blank_id, vocab.unk_id):
             out.append([tokenizer.unk_id])
         else:
-            out.append(tokenizer.encode(g) or [tokenizer.unk_id])
+            out.append(tokenizer.encode(spellings.get(g, g)) or [tokenizer.unk_id])
     return out
 
 

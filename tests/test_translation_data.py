@@ -14,8 +14,10 @@ from pipelines.translation_data import (
     collate,
     cover_unseen_glosses,
     encode_examples,
+    gloss_subword_ids,
     normalize_glosses,
     read_gloss_predictions,
+    text_spellings,
     token_batches,
 )
 from pipelines.vocabulary import GlossVocabulary
@@ -139,3 +141,29 @@ def test_cover_unseen_glosses_spells_new_glosses_with_known_pieces_only():
     n = len(vocab)
     assert ex.gloss_ids == (n, vocab.unk_id, vocab.stoi["sonne"], n, n + 1)
     assert cover_unseen_glosses(train, vocab, tok) == (vocab, [])  # nothing new: the same vocabulary
+
+
+def test_text_spellings_restore_transliterated_letters_only_where_the_texts_write_them():
+    texts = ["wir können morgen", "können wir das", "mäßig warm und süden", "heiß", "nasse straße", "die maße"]
+    glosses = ["koennen", "neg-koennen", "maessig", "sued", "heiss", "nasse", "morgen", "mueller", "masse-koennen"]
+    assert text_spellings(glosses, texts) == {
+        "koennen": "können",  # oe -> ö
+        "neg-koennen": "neg-können",  # per hyphen-separated part; "neg" stays
+        "maessig": "mäßig",  # two letters restored at once (ae and ss)
+        "masse-koennen": "maße-können",  # "masse" is no text word, "maße" is
+        "heiss": "heiß",
+    }  # "sued": the texts write "süden", not "süd"; "nasse" is itself a text word; "mueller" no word at all
+    # several candidates: the most frequent text word wins
+    assert text_spellings(["fuer"], ["für für fuer-x", "fuer"]) == {}  # "fuer" is a text word itself
+    assert text_spellings(["ueben"], ["üben", "übén", "ueben-x", "uëben"]) == {"ueben": "üben"}
+
+
+def test_gloss_subword_ids_embed_a_gloss_from_its_texts_spelling():
+    vocab = GlossVocabulary(["koennen", "morgen"])
+    tok = WordTokenizer(["können", "morgen"])
+    plain = gloss_subword_ids(vocab, tok)
+    respelled = gloss_subword_ids(vocab, tok, {"koennen": "können"})
+    k, m = vocab.stoi["koennen"], vocab.stoi["morgen"]
+    assert plain[k] == [tok.unk_id] and respelled[k] == [5]
+    assert plain[m] == respelled[m] == [6]
+    assert respelled[vocab.pad_id] == [] and respelled[vocab.unk_id] == [tok.unk_id]

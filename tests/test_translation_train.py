@@ -252,3 +252,28 @@ def test_csl_daily_recipe_embeds_a_gloss_with_the_characters_the_decoder_writes(
     with torch.no_grad():
         shared[ids] += 1.0
     torch.testing.assert_close(model.gloss_table()[g].detach(), before + 1.0)
+
+
+def test_phoenix_glosses_can_be_embedded_from_the_texts_spelling(tmp_path, real_data_dir, monkeypatch):
+    """`model.gloss_spelling: texts` on the first 400 real PHOENIX-2014T training sentences: KOENNEN is
+    embedded from the sub-words of "können", the texts' word; a gloss the texts write as it is keeps its
+    own pieces, and without the key nothing is respelled."""
+    from jobs.train_translation import build_model, gloss_spellings, load_split, prepare_assets
+    from pipelines.text_tokenizer import load_text_tokenizer
+    from pipelines.vocabulary import GlossVocabulary
+
+    monkeypatch.setenv("SIGNBRIDGE_DATA", str(real_data_dir))
+    overrides = [f"out_dir={tmp_path}", "data.train_limit=400", "model.gloss_embedding=subwords"]
+    cfg = load_config(TranslationConfig, REPO / "configs/translation/phoenix2014t_g2t.yaml", [*overrides, "model.gloss_spelling=texts"])
+    assets = prepare_assets(cfg)
+    tok = load_text_tokenizer(assets / "tokenizer")
+    vocab = GlossVocabulary.load(assets / "gloss_vocab.json")
+    train = load_split(cfg, "train", 400)
+    spellings = gloss_spellings(cfg, vocab, train)
+    assert spellings["koennen"] == "können" and "regen" not in spellings
+    assert all(g in vocab.glosses for g in spellings)
+    model = build_model(cfg, assets, tok, vocab, spellings)
+    assert model.gloss_subwords[vocab.stoi["koennen"]] == tok.encode("können") != tok.encode("koennen")
+    assert model.gloss_subwords[vocab.stoi["regen"]] == tok.encode("regen")
+    plain = load_config(TranslationConfig, REPO / "configs/translation/phoenix2014t_g2t.yaml", overrides)
+    assert gloss_spellings(plain, vocab, train) is None
