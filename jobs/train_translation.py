@@ -96,8 +96,8 @@ class ModelSection(StrictModel):
     prune_vocabulary: bool = True  # pretrained only: keep the corpus' sub-words
     prune_splits: list[str] = ["train"]  # splits whose texts/glosses are kept (public code: + dev, test)
     gloss_embedding: Literal["table", "subwords"] = "table"
-    # "subwords": the sub-words a gloss is embedded from are those of its spelling "as_written", or
-    # of the training texts' spelling of it ("texts": KOENNEN -> können, pipelines.translation_data.text_spellings)
+    # the sub-words a gloss is embedded from ("subwords"), or its table row starts from ("table"): those of
+    # its spelling "as_written", or of the training texts' ("texts": KOENNEN -> können, translation_data.text_spellings)
     gloss_spelling: Literal["as_written", "texts"] = "as_written"
     freeze_embeddings: bool = False  # keep the gloss and text embeddings (and the tied output layer) fixed
     # from-scratch size (ignored for pretrained models, whose config comes with the checkpoint)

@@ -153,9 +153,11 @@ def test_text_spellings_restore_transliterated_letters_only_where_the_texts_writ
         "masse-koennen": "maße-können",  # "masse" is no text word, "maße" is
         "heiss": "heiß",
     }  # "sued": the texts write "süden", not "süd"; "nasse" is itself a text word; "mueller" no word at all
-    # several candidates: the most frequent text word wins
     assert text_spellings(["fuer"], ["für für fuer-x", "fuer"]) == {}  # "fuer" is a text word itself
-    assert text_spellings(["ueben"], ["üben", "übén", "ueben-x", "uëben"]) == {"ueben": "üben"}
+    # several restorations are text words (füsse, füße): the most frequent one wins, either way round
+    assert text_spellings(["fuesse"], ["füße füße", "füsse"]) == {"fuesse": "füße"}
+    assert text_spellings(["fuesse"], ["füße", "füsse füsse"]) == {"fuesse": "füsse"}
+    assert text_spellings(["ueben"], ["üben", "übén", "ueben-x", "uëben"]) == {"ueben": "üben"}  # only ae/oe/ue/ss
 
 
 def test_gloss_subword_ids_embed_a_gloss_from_its_texts_spelling():
