@@ -1,6 +1,6 @@
 """Evaluate a trained checkpoint on any split or annotation file. One sub-task per stage:
 
-    python jobs/evaluate.py --task g2t --checkpoint RUN_DIR_OR_CHECKPOINT [--split dev]
+    python jobs/evaluate.py --task g2t --checkpoint RUN_DIR_OR_CHECKPOINT [MORE ...] [--split dev]
         [--annotations FILE [--format slrt_pickle|phoenix2014t_csv]] [--glosses PREDICTED.tsv]
         [--num-beams 5 --length-penalty 1.0 --max-length 100] [--out DIR]
 
@@ -9,6 +9,9 @@ g2t (Gloss2Text): translate the split's glosses — or, with `--glosses`, predic
 texts. Writes `hypotheses.txt`, `references.txt`, `translations.tsv` (name, glosses, hypothesis,
 reference) and `scores.json` into `--out` (default `<run_dir>/eval_<split>`), and prints the
 scores as one JSON line. A run directory resolves to its best checkpoint (`best_checkpoint.json`).
+Several checkpoints (e.g. seeds of one recipe, sharing vocabulary and tokenizer) decode as an
+ensemble: beam search over the mean of their next-token probabilities (default `--out`:
+`<first run dir>/eval_<split>_ensemble<N>`).
 
     python jobs/evaluate.py --task s2g --checkpoint RUN_DIR_OR_CHECKPOINT [--split dev]
         [--shards ROOT [--dataset NAME]] [--beam-width 5] [--head auto|rgb|keypoint|fuse|ensemble]
@@ -97,7 +100,8 @@ def run_parsed(p: argparse.ArgumentParser, argv: list[str], evaluate: Callable[.
 
 def g2t_main(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(prog="evaluate.py --task g2t", description="Gloss2Text BLEU-1..4 / ROUGE-L")
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory, or a run directory (best checkpoint)")
+    p.add_argument("--checkpoint", required=True, nargs="+",
+                   help="checkpoint directory, or a run directory (best checkpoint); several: decode their ensemble")
     p.add_argument("--split", help="split name (default: the run's dev split, or inferred from --annotations)")
     p.add_argument("--annotations", help="annotation file to evaluate instead of the run's corpus file for --split")
     p.add_argument("--format", dest="corpus_format", choices=["phoenix2014t_csv", "slrt_pickle", "synthetic"],

@@ -10,7 +10,9 @@ times; `derived` sets recipe keys from templates over the swept values, e.g. a f
 `dev_wer`) and the summary values the results table shows. Outputs in `<out_dir>/<name>/`:
 Tune's experiment folder (restored on a re-run: finished trials are kept, unfinished ones resume
 from their latest Ray Train checkpoint), `trials/<trial>/` the recipe's run folders,
-`results.md` / `results.json` (one row per trial) and one PNG per `plots` entry.
+`results.md` / `results.json` (one row per trial) and one PNG per `plots` entry. With `ensemble: true`
+(translation recipe) the finished trials' best checkpoints are decoded together as an ensemble on
+the dev split (`ensemble_dev/`): a sweep over seeds, run side by side, gives a seed ensemble.
 """
 
 from __future__ import annotations
@@ -92,11 +94,16 @@ class SweepConfig(StrictModel):
     trial_cpus: float = Field(0.01, gt=0)  # the trial's driver only; its Ray Train workers ask for their own
     columns: list[str] = []  # summary values shown per trial (nested keys with '.')
     plots: list[PlotSpec] = []
+    # translation recipe: after the trials, decode the recipe's dev split with the ensemble of every
+    # finished trial's best checkpoint (e.g. a sweep over seeds) into `ensemble_dev/`
+    ensemble: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "SweepConfig":
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe: unknown {self.recipe!r}; known: {', '.join(RECIPES)}")
+        if self.ensemble and self.recipe != "translation":
+            raise ValueError(f"ensemble: decodes translation checkpoints; recipe {self.recipe!r} has none")
         if not self.search.keys():
             raise ValueError("search: no key to sweep (give search.grid, choice, uniform or loguniform)")
         swept = self.search.keys()
@@ -246,6 +253,21 @@ def collect_rows(cfg: SweepConfig, grid) -> list[dict]:
     return rows
 
 
+def ensemble_of_trials(cfg: SweepConfig, rows: list[dict]) -> dict | None:
+    """Decode the recipe's dev split with the ensemble of the finished trials' best checkpoints
+    (`training.evaluation.evaluate_gloss2text`, the recipe's decoding settings) into
+    `<sweep>/ensemble_dev/`; its summary, or None when no trial finished."""
+    from training.evaluation import evaluate_gloss2text
+
+    runs = sorted(str(cfg.sweep_dir / "trials" / trial_run_name(r["trial"])) for r in rows if r["status"] == "finished")
+    if not runs:
+        log.warning("sweep %s: no finished trial to ensemble", cfg.name)
+        return None
+    summary = {**evaluate_gloss2text(runs, out_dir=cfg.sweep_dir / "ensemble_dev"), "trials": runs}
+    log.info("ensemble of %d trials: dev %s", len(runs), summary["scores"])
+    return summary
+
+
 def make_tuner(cfg: SweepConfig):
     """A new Tuner, or the stored one restored (finished trials kept, the rest resumed)."""
     from ray import tune
@@ -288,15 +310,20 @@ def run(cfg: SweepConfig) -> dict:
     init_ray(job_priority=True, num_cpus=local_cpus(cfg, len(os.sched_getaffinity(0))))
     grid = make_tuner(cfg).fit()
     rows = collect_rows(cfg, grid)
+    ensemble = ensemble_of_trials(cfg, rows) if cfg.ensemble else None
     files = [cfg.sweep_dir / "results.md", cfg.sweep_dir / "results.json"]
-    atomic_write_text(files[0], results_markdown(cfg, rows))
+    table = results_markdown(cfg, rows)
+    if ensemble is not None:
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in ensemble["scores"].items())
+        table += f"\nEnsemble of the {len(ensemble['trials'])} finished trials' best checkpoints, dev: {scores} (`ensemble_dev/`)\n"
+    atomic_write_text(files[0], table)
     atomic_write_json(files[1], rows)
     for spec in cfg.plots:
         path = cfg.sweep_dir / f"{'_'.join([spec.x, *spec.y]).replace('.', '-')}.png"
         plot_rows(rows, spec, path, f"{cfg.name}: {', '.join(spec.y)} against {spec.x}")
         files.append(path)
     log.info("sweep %s: %d trials, table %s", cfg.name, len(rows), files[0])
-    return {"rows": rows, "files": [str(f) for f in files]}
+    return {"rows": rows, "files": [str(f) for f in files], **({"ensemble": ensemble} if ensemble is not None else {})}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -100,6 +100,8 @@ def test_config_errors_name_the_problem(tmp_path):
     data = sweep_config(tmp_path).model_dump()
     with pytest.raises(ValueError, match="no key to sweep"):
         SweepConfig.model_validate({**data, "search": {}})
+    with pytest.raises(ValueError, match="ensemble: decodes translation checkpoints; recipe 'recognition' has none"):
+        SweepConfig.model_validate({**data, "recipe": "recognition", "ensemble": True})
 
 
 def _toy_overrides(files: dict[str, str]) -> str:
@@ -111,7 +113,7 @@ def _toy_overrides(files: dict[str, str]) -> str:
 def test_a_two_trial_sweep_runs_each_trial_through_the_recipe(tmp_path, ray_local, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     files = write_tiny_corpus(tmp_path / "data")
-    cfg = sweep_config(tmp_path, _toy_overrides(files), "scheduler.grace_period=2")
+    cfg = sweep_config(tmp_path, _toy_overrides(files), "scheduler.grace_period=2", "ensemble=true")
     result = run(cfg)
     rows = {r["optim.lr"]: r for r in result["rows"]}
     assert sorted(rows) == [0.002, 0.005] and all(r["status"] == "finished" and r["epochs"] == 2 for r in rows.values())
@@ -123,6 +125,16 @@ def test_a_two_trial_sweep_runs_each_trial_through_the_recipe(tmp_path, ray_loca
         assert [json.loads(x)["epoch"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert json.loads((cfg.sweep_dir / "results.json").read_text()) == result["rows"]
     assert (cfg.sweep_dir / "optim-lr_best_dev_bleu4.png").read_bytes()[:4] == b"\x89PNG"
+    # ensemble: true decodes dev with both trials' best checkpoints together, as evaluate --checkpoint A B does
+    from training.evaluation import evaluate_gloss2text
+
+    trials = sorted(str(cfg.sweep_dir / "trials" / f"trial_{r['trial']}") for r in result["rows"])
+    ensemble = json.loads((cfg.sweep_dir / "ensemble_dev" / "scores.json").read_text())
+    assert result["ensemble"]["trials"] == trials and len(ensemble["checkpoint"]) == 2
+    by_hand = evaluate_gloss2text(trials, out_dir=tmp_path / "by_hand")
+    assert by_hand["scores"] == ensemble["scores"] and by_hand["checkpoint"] == ensemble["checkpoint"]
+    assert (tmp_path / "by_hand" / "hypotheses.txt").read_text() == (cfg.sweep_dir / "ensemble_dev" / "hypotheses.txt").read_text()
+    assert "Ensemble of the 2 finished trials' best checkpoints, dev: bleu1" in (cfg.sweep_dir / "results.md").read_text()
 
 
 def test_a_killed_sweep_resumes_with_tunes_restore(tmp_path):

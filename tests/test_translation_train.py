@@ -99,6 +99,10 @@ def test_train_resume_keep_best_and_evaluate(tmp_path, ray_local, monkeypatch):
     tsv = (tmp_path / "eval_test" / "translations.tsv").read_text().splitlines()
     assert tsv[0] == "name\tglosses\thypothesis\treference" and len(tsv) == 25
     assert (tmp_path / "eval_test" / "hypotheses.txt").read_text().count("\n") == 24
+    # two checkpoints on the command line decode as an ensemble: the run's best with itself decodes like the run
+    twice = evaluate_main(["--task", "g2t", "--checkpoint", str(run_dir), str(ckpt), "--annotations", str(held_out)])
+    assert twice["checkpoint"] == [str(ckpt), str(ckpt)] and twice["out_dir"] == str(run_dir / "eval_test_ensemble2")
+    assert (run_dir / "eval_test_ensemble2" / "translations.tsv").read_text().splitlines() == tsv
 
     names = [line.split("|")[0] for line in Path(files["dev"]).read_text().splitlines()[1:]]
     pred = tmp_path / "pred.tsv"

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -250,6 +250,30 @@ def load_gloss2text(path: str | Path, map_location: str | torch.device = "cpu") 
         vocab=GlossVocabulary.load(assets / VOCAB_FILE), text=text, metrics=metrics, run_config=run_config,
     )
 
+
+
+def load_gloss2text_ensemble(paths: list[str | Path], map_location: str | torch.device = "cpu") -> Gloss2TextCheckpoint:
+    """Several translation checkpoints (or run directories) trained on the same gloss vocabulary,
+    text tokenizer and text settings (e.g. seeds of one recipe) -> one checkpoint whose model is
+    their ensemble (`models.translation_ensemble.GlossToTextEnsemble`); path, metrics and run config
+    are the first member's. Raises ValueError naming the member that differs and how."""
+    from models.translation_ensemble import GlossToTextEnsemble
+
+    if not paths:
+        raise ValueError("an ensemble needs at least one checkpoint")
+    members = [load_gloss2text(p, map_location=map_location) for p in paths]
+    first = members[0]
+    pieces = [first.tokenizer.piece(i) for i in range(len(first.tokenizer))]
+    for ck in members[1:]:
+        if ck.vocab.glosses != first.vocab.glosses:
+            raise ValueError(f"{ck.path}: its gloss vocabulary ({len(ck.vocab.glosses)} glosses) differs from {first.path}'s "
+                             f"({len(first.vocab.glosses)}); ensemble members must share it")
+        if [ck.tokenizer.piece(i) for i in range(len(ck.tokenizer))] != pieces:
+            raise ValueError(f"{ck.path}: its text tokenizer differs from {first.path}'s; ensemble members must share it")
+        differing = sorted(k for k in {*ck.text, *first.text} if ck.text.get(k) != first.text.get(k))
+        if differing:
+            raise ValueError(f"{ck.path}: text settings {differing} differ from {first.path}'s")
+    return replace(first, model=GlossToTextEnsemble([ck.model for ck in members]).eval())
 
 # ---- Sign2Text: recognizer + V-L mapper + mBART, gloss vocabulary, text tokenizer, input and text settings
 

@@ -297,22 +297,28 @@ def evaluate_sign2gloss(checkpoint: str | Path, *, split: str | None = None, sha
     return summary
 
 
-def evaluate_gloss2text(checkpoint: str | Path, *, split: str | None = None, annotations: str | Path | None = None,
+def evaluate_gloss2text(checkpoint: str | Path | list[str | Path], *, split: str | None = None, annotations: str | Path | None = None,
                         corpus_format: str | None = None, glosses_file: str | Path | None = None,
                         out_dir: str | Path | None = None, num_beams: int | None = None, length_penalty: float | None = None,
                         max_length: int | None = None, batch_size: int | None = None, limit: int | None = None) -> dict:
     """Translate a split's glosses — or, with `glosses_file`, predicted glosses (`<name>\\t<glosses>`
     per line: Sign2Gloss2Text) — with a Gloss2Text checkpoint and score BLEU-1..4 / ROUGE-L against
     the texts. The split comes from the run's corpus, or from `annotations` (any annotation file).
+    Several checkpoints (a list of more than one) decode as an ensemble
+    (`training.checkpoint.load_gloss2text_ensemble`; corpus and defaults from the first).
     Writes `hypotheses.txt`, `references.txt`, `translations.tsv` and `scores.json` into `out_dir`
-    (default `<run dir>/eval_<split>`)."""
+    (default `<run dir>/eval_<split>`, `<first run dir>/eval_<split>_ensemble<N>` for N checkpoints)."""
     from metrics.translation import level_for
     from pipelines.corpora import CorpusConfig, infer_split, read_corpus
     from pipelines.translation_data import normalize_glosses, read_gloss_predictions
-    from training.checkpoint import load_gloss2text
+    from training.checkpoint import load_gloss2text, load_gloss2text_ensemble, resolve_checkpoint
 
     device = _device()
-    ck = load_gloss2text(checkpoint, map_location=device)
+    members = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    if len(members) == 1:
+        ck = load_gloss2text(members[0], map_location=device)
+    else:
+        ck = load_gloss2text_ensemble(members, map_location=device)
     data = ck.run_config.get("data", {})
     if "corpus" not in data:
         raise ValueError(f"{ck.path}: the checkpoint has no run config (config.yaml) naming its corpus")
@@ -337,10 +343,12 @@ def evaluate_gloss2text(checkpoint: str | Path, *, split: str | None = None, ann
                                        max_length=max_length, batch_size=batch_size)
     level = data.get("level") or level_for(corpus.name)
     scores = score_texts(hyps, [s.text for s in samples], level)
-    out = Path(out_dir) if out_dir is not None else ck.path.parent / f"eval_{split}"
+    ensemble = f"_ensemble{len(members)}" if len(members) > 1 else ""
+    out = Path(out_dir) if out_dir is not None else ck.path.parent / f"eval_{split}{ensemble}"
     write_translations(out, samples, hyps, level)
     summary = {
-        "task": "g2t", "checkpoint": str(ck.path), "annotations": str(corpus.annotation_file(split)), "split": split,
+        "task": "g2t", "checkpoint": str(ck.path) if len(members) == 1 else [str(resolve_checkpoint(m)) for m in members],
+        "annotations": str(corpus.annotation_file(split)), "split": split,
         "glosses": str(glosses_file) if glosses_file else "reference", "sentences": len(samples), "level": level,
         "scores": scores, **decoding, "out_dir": str(out),
     }
