@@ -138,9 +138,5 @@ def ensemble_beam_search(models: Sequence[GlossToText], gloss_ids: torch.Tensor,
         scores = torch.tensor(next_scores, device=device)
         for cache in caches:
             cache.reorder_cache(beam_index)
-    results = []
-    for b in range(B):
-        hyps = finished[b] or [(scores[b, k].item() / max(1, generated.shape[1]) ** length_penalty,
-                                generated[b * K + k].tolist()) for k in range(K)]
-        results.append(max(hyps, key=lambda h: h[0])[1])
-    return results
+    # `</s>` forced at the last step closes every live beam, so each sentence holds >= 1 hypothesis
+    return [max(hyps, key=lambda h: h[0])[1] for hyps in finished]
