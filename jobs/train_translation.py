@@ -126,6 +126,9 @@ class OptimSection(StrictModel):
     min_lr_ratio: float = 0.0  # cosine: floor as a fraction of lr
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     label_smoothing: float = 0.2
+    # R-Drop: weight of the symmetric KL between two dropout passes of each batch (0 = off; each step
+    # then costs two forward/backward passes). The paper's alpha 5 (summed losses) is 2.5 here (means).
+    rdrop_alpha: float = 0.0
 
 
 class TrainSection(StrictModel):
@@ -331,7 +334,8 @@ def train_epoch(model, ddp_model, examples, cfg: TranslationConfig, epoch: int, 
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast(device), cpu_fast_dropout(cfg.train.fast_dropout and device.type == "cpu"):
             loss = ddp_model(batch["gloss_ids"], batch["gloss_lengths"], batch["decoder_input_ids"],
-                             labels=batch["labels"], label_smoothing=cfg.optim.label_smoothing)
+                             labels=batch["labels"], label_smoothing=cfg.optim.label_smoothing,
+                             rdrop_alpha=cfg.optim.rdrop_alpha)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:

@@ -96,6 +96,12 @@ def embedding_bags(bags: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.T
     return torch.tensor([int(i) for b in bags for i in b], dtype=torch.long), offsets
 
 
+def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """(KL(p||q) + KL(q||p)) / 2 between the softmaxes of logits (N, V), mean over the N rows."""
+    log_p, log_q = F.log_softmax(logits_p, dim=-1), F.log_softmax(logits_q, dim=-1)
+    return 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(-1).mean()
+
+
 class GlossToText(nn.Module):
     """mBART translating gloss sequences.
 
@@ -218,20 +224,28 @@ class GlossToText(nn.Module):
         decoder_input_ids: torch.Tensor,
         labels: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
+        rdrop_alpha: float = 0.0,
     ) -> torch.Tensor:
         """Teacher forcing with decoder_input_ids (B, T) = `<lang> y_1 .. y_{T-1}`.
 
         Without labels: logits (B, T, V). With labels (B, T) = `y_1 .. </s>` (pad elsewhere): the
         label-smoothed cross-entropy, mean over non-pad tokens; the vocabulary projection is then
-        computed for those positions only (padding costs nothing there).
+        computed for those positions only (padding costs nothing there). `rdrop_alpha` > 0 (R-Drop,
+        Liang et al. 2021): the batch runs twice in one forward, under different dropout masks, and
+        the loss is the cross-entropy of both plus `rdrop_alpha` x the per-token symmetric KL
+        divergence between their next-token distributions (`symmetric_kl`).
         """
         inputs_embeds, mask = self.embed_source(gloss_ids, gloss_lengths)
-        return self.forward_embeds(inputs_embeds, mask, decoder_input_ids, labels, label_smoothing)
+        return self.forward_embeds(inputs_embeds, mask, decoder_input_ids, labels, label_smoothing, rdrop_alpha)
 
     def forward_embeds(self, inputs_embeds: torch.Tensor, mask: torch.Tensor, decoder_input_ids: torch.Tensor,
-                       labels: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+                       labels: torch.Tensor | None = None, label_smoothing: float = 0.0,
+                       rdrop_alpha: float = 0.0) -> torch.Tensor:
         """`forward` from source embeddings (B, S, D) and their attention mask (B, S) (see
         `append_source_suffix`): logits, or the loss with labels."""
+        rdrop = labels is not None and rdrop_alpha > 0
+        if rdrop:
+            inputs_embeds, mask, decoder_input_ids, labels = (torch.cat([t, t]) for t in (inputs_embeds, mask, decoder_input_ids, labels))
         hidden = self.mbart.model(
             inputs_embeds=inputs_embeds,
             attention_mask=mask,
@@ -240,10 +254,17 @@ class GlossToText(nn.Module):
             use_cache=False,
         ).last_hidden_state
         if labels is None:
-            return self.mbart.lm_head(hidden) + self.mbart.final_logits_bias.to(hidden.dtype)
+            return self.output_logits(hidden)
         keep = labels.ne(self.pad_id)
-        logits = self.mbart.lm_head(hidden[keep]) + self.mbart.final_logits_bias.to(hidden.dtype)
-        return F.cross_entropy(logits.float(), labels[keep], label_smoothing=label_smoothing)
+        logits = self.output_logits(hidden[keep]).float()
+        loss = F.cross_entropy(logits, labels[keep], label_smoothing=label_smoothing)
+        if rdrop:  # keep's first half covers the first copy's tokens, its second half the same tokens again
+            loss = loss + rdrop_alpha * symmetric_kl(*logits.chunk(2))
+        return loss
+
+    def output_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Decoder states (..., D) -> text logits (..., V): mBART's output layer and its final bias."""
+        return self.mbart.lm_head(hidden) + self.mbart.final_logits_bias.to(hidden.dtype)
 
     @torch.no_grad()
     def translate(

@@ -70,8 +70,7 @@ def next_token_log_probs(models: Sequence[GlossToText], tokens: torch.Tensor, en
     for model, (states, mask), cache in zip(models, encoded, caches):
         hidden = model.mbart.model.decoder(input_ids=tokens, encoder_hidden_states=states, encoder_attention_mask=mask,
                                            cache=cache, use_cache=True).last_hidden_state[:, -1]
-        logits = model.mbart.lm_head(hidden) + model.mbart.final_logits_bias.to(hidden.dtype)
-        log_probs.append(F.log_softmax(logits.float(), dim=-1))
+        log_probs.append(F.log_softmax(model.output_logits(hidden).float(), dim=-1))
     if len(log_probs) == 1:
         return log_probs[0]
     return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 TOKENIZER_FILE = "text_tokenizer.json"
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")
 BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+WORD_BOUNDARY = "\u2581"  # SentencePiece's (and mBART's) word-start mark, a piece of its own before unknown letters
 ScoringLevel = Literal["word", "char"]
 
 

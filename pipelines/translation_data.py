@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import torch
 
 from pipelines.records import Sample
-from pipelines.text_tokenizer import TextTokenizer
+from pipelines.text_tokenizer import WORD_BOUNDARY, TextTokenizer
 from pipelines.vocabulary import GlossVocabulary
 
 
@@ -138,8 +138,9 @@ def gloss_subword_ids(vocab: GlossVocabulary, tokenizer: TextTokenizer,
 def cover_unseen_glosses(samples: Sequence[Sample], vocab: GlossVocabulary,
                          tokenizer: TextTokenizer) -> tuple[GlossVocabulary, list[list[int]]]:
     """The glosses of `samples` (normalised) missing from `vocab`, in order of first occurrence,
-    appended to a copy of it, with each one's sub-token ids (the spelling's, `<unk>` pieces left
-    out). A gloss none of whose pieces the tokenizer knows is not appended: it stays `<unk>`.
+    appended to a copy of it, with each one's sub-token ids (the spelling's, `<unk>` pieces and a bare
+    word-boundary piece left out). A gloss none of whose pieces the tokenizer knows is not appended:
+    it stays `<unk>`.
     Reads only the glosses, the model's input (never texts)."""
     new, subwords, seen = [], [], set()
     for s in samples:
@@ -147,7 +148,8 @@ def cover_unseen_glosses(samples: Sequence[Sample], vocab: GlossVocabulary,
             if g in vocab or g in seen:
                 continue
             seen.add(g)
-            ids = [i for i in tokenizer.encode(g) if i != tokenizer.unk_id]
+            # SentencePiece may split off the bare word-boundary piece: it says nothing about the gloss
+            ids = [i for i in tokenizer.encode(g) if i != tokenizer.unk_id and tokenizer.piece(i) != WORD_BOUNDARY]
             if ids:
                 new.append(g)
                 subwords.append(ids)

@@ -127,6 +127,9 @@ class SpellingTokenizer(WordTokenizer):
     def encode(self, text):
         return [self.ids.get(p, 3) for w in text.split() for p in w.split("-")]
 
+    def piece(self, token_id):
+        return {i: w for w, i in self.ids.items()}.get(token_id, "<unk>")
+
 
 def test_cover_unseen_glosses_spells_new_glosses_with_known_pieces_only():
     train = normalize_glosses([_sample("a", ["REGEN", "MORGEN"], "morgen regen ."), _sample("b", ["SONNE"], "sonne .")])
@@ -141,6 +144,20 @@ def test_cover_unseen_glosses_spells_new_glosses_with_known_pieces_only():
     n = len(vocab)
     assert ex.gloss_ids == (n, vocab.unk_id, vocab.stoi["sonne"], n, n + 1)
     assert cover_unseen_glosses(train, vocab, tok) == (vocab, [])  # nothing new: the same vocabulary
+
+
+def test_cover_unseen_glosses_ignores_sentencepieces_bare_word_boundary(tmp_path):
+    from pipelines.text_tokenizer import SentencePieceTokenizer
+
+    tok = SentencePieceTokenizer.train(["morgen regen sonne im norden .", "im süden warm kalt wind heute nachts ."] * 20,
+                                       tmp_path, vocab_size=60, languages=["de_DE"], model_type="bpe")
+    assert [tok.piece(i) for i in tok.encode("xyz")] == ["\u2581", "<unk>"]  # the case this guards against
+    vocab = GlossVocabulary.from_training_samples(normalize_glosses([_sample("a", ["REGEN"], "regen .")]))
+    dev = normalize_glosses([_sample("c", ["XYZ", "UNBEKANNT"], "x", "dev")])
+    extended, subwords = cover_unseen_glosses(dev, vocab, tok)
+    # xyz: no letter known, stays <unk>; unbekannt: spelled from u, n, e, k, a, n, n, t (b unknown, no bare boundary)
+    assert extended.glosses == [*vocab.glosses, "unbekannt"]
+    assert [tok.piece(i) for i in subwords[0]] == ["u", "n", "e", "k", "a", "n", "n", "t"]
 
 
 def test_text_spellings_restore_transliterated_letters_only_where_the_texts_write_them():

@@ -14,6 +14,7 @@ from models.translation import (
     load_pruned_mbart,
     prune_mbart,
     prune_mbart_checkpoint,
+    symmetric_kl,
     translation_loss,
 )
 
@@ -60,6 +61,37 @@ def test_masked_loss_equals_full_logits_loss_and_padding_does_not_leak():
     # sample 2 alone (no padding) gives the same logits as inside the padded batch
     alone = model(ids[1:, :1], lens[1:], dec[1:, :2])
     assert torch.allclose(alone[0], logits[1, :2], atol=1e-5)
+
+
+def test_symmetric_kl_on_a_hand_computed_pair():
+    p, q = torch.tensor([[0.5, 0.5]]).log(), torch.tensor([[0.9, 0.1]]).log()
+    # KL(p||q) = 0.5 ln(0.5/0.9) + 0.5 ln(0.5/0.1) = 0.510826; KL(q||p) = 0.9 ln 1.8 + 0.1 ln 0.2 = 0.368064
+    assert symmetric_kl(p, q).item() == pytest.approx((0.510826 + 0.368064) / 2, abs=1e-6)
+    assert symmetric_kl(torch.cat([p, q]), torch.cat([p, q])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_rdrop_loss_is_two_dropout_passes_plus_alpha_times_their_kl():
+    mbart = build_scratch_mbart(50, d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32,
+                                dropout=0.3, attention_dropout=0.1, activation_dropout=0.1, max_position_embeddings=64, seed=0)
+    model = GlossToText(mbart, 15, src_lang_id=4, tgt_lang_id=5, gloss_subwords=[[3], [], [3]] + [[10 + g] for g in range(12)]).train()
+    ids, lens = torch.tensor([[5, 6, 7], [8, 1, 1]]), torch.tensor([3, 1])
+    dec = torch.tensor([[5, 20, 21, 22], [5, 23, 1, 1]])
+    labels = torch.tensor([[20, 21, 22, 2], [23, 2, 1, 1]])
+    torch.manual_seed(7)
+    loss = model(ids, lens, dec, labels=labels, label_smoothing=0.1, rdrop_alpha=2.5)
+    # reference: the doubled batch's full logits under the same dropout masks (same seed)
+    torch.manual_seed(7)
+    logits = model(torch.cat([ids, ids]), torch.cat([lens, lens]), torch.cat([dec, dec]))
+    keep = labels.ne(1)
+    kl = symmetric_kl(logits[:2][keep], logits[2:][keep])
+    assert kl.item() > 1e-3  # the two passes saw different dropout masks
+    expected = translation_loss(logits, torch.cat([labels, labels]), pad_id=1, label_smoothing=0.1) + 2.5 * kl
+    assert torch.allclose(loss, expected, atol=1e-6)
+    loss.backward()
+    assert model.gloss_embedding.weight.grad is not None
+    # without dropout both passes agree: R-Drop's loss is the plain loss
+    model.eval()
+    assert torch.allclose(model(ids, lens, dec, labels=labels, rdrop_alpha=2.5), model(ids, lens, dec, labels=labels), atol=1e-6)
 
 
 def test_translate_greedy_matches_step_by_step_argmax():
