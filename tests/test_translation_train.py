@@ -166,13 +166,14 @@ def test_pretrained_mbart_is_pruned_and_fine_tuned(tmp_path, ray_local, monkeypa
     unseen = Sample("u", "dev", "s1", ("NORD", "REGENWIND"), "im norden regen wind .", None, None, "dgs")
     _, info = translate_samples(ck, [unseen], device=torch.device("cpu"), num_beams=1)
     assert info["encoding"]["glosses_embedded_from_spelling"] == 1 and info["encoding"]["unknown_gloss_tokens"] == 0
+    # its row (appended after the training vocabulary) is the mean of its known pieces, while that call's glosses are set
+    pieces = [i for i in ck.tokenizer.encode("regenwind") if i != ck.tokenizer.unk_id and ck.tokenizer.piece(i) != WORD_BOUNDARY]
+    x, _ = ck.model.embed_source(torch.tensor([[len(ck.vocab)]]), torch.tensor([1]))
+    assert torch.allclose(x[0, 0], shared[pieces].mean(0) * ck.model.embed_scale, atol=1e-6)
     assert ck.text["unseen_glosses"] == "spelling"  # saved with the checkpoint; a run with "unk" reads <unk>
     _, info = translate_samples(dataclasses.replace(ck, text={**ck.text, "unseen_glosses": "unk"}), [unseen],
                                 device=torch.device("cpu"), num_beams=1)
     assert info["encoding"]["glosses_embedded_from_spelling"] == 0 and info["encoding"]["unknown_gloss_tokens"] == 1
-    pieces = [i for i in ck.tokenizer.encode("regenwind") if i != ck.tokenizer.unk_id and ck.tokenizer.piece(i) != WORD_BOUNDARY]
-    x, _ = ck.model.embed_source(torch.tensor([[len(ck.vocab)]]), torch.tensor([1]))
-    assert torch.allclose(x[0, 0], shared[pieces].mean(0) * ck.model.embed_scale, atol=1e-6)
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
