@@ -173,6 +173,10 @@ class PretrainedSection(StrictModel):
     # Ray workers fail to unpickle the training function, pydantic "Error building function-after".)
     rgb_stream: str | None = None
     keypoint_stream: str | None = None
+    # "stream": copy the whole stream as above. "encoder": copy only its S3D (`backbones.<stream>.*`);
+    # the source may then have any gloss vocabulary: a Sign2Gloss run on another corpus or sign
+    # language, the stand-in for the papers' pretrained visual encoder.
+    stream_parts: Literal["stream", "encoder"] = "stream"
     # Learning-rate factor for the parameters of every stream set above (its S3D; with *_stream also
     # its head, pyramid and auxiliary heads). Below 1, a copied stream keeps what it learned while
     # the new parts (the other stream, laterals, fuse head) catch up.
@@ -437,8 +441,11 @@ def load_pretrained_backbones(model: torch.nn.Module, pretrained: PretrainedSect
 def load_pretrained_streams(model: torch.nn.Module, pretrained: PretrainedSection, glosses: list[str]) -> dict[str, list[str]]:
     """Copy streams from Sign2Gloss checkpoints (`pretrained.{rgb,keypoint}_stream`, a checkpoint or a
     run directory) with models.two_stream.copy_stream; returns, per stream, the parts copied. The
-    checkpoint's gloss vocabulary must be `glosses` (the classifier rows are gloss ids)."""
+    checkpoint's gloss vocabulary must be `glosses` (the classifier rows are gloss ids), unless
+    `pretrained.stream_parts` is "encoder" (the S3D alone is copied)."""
     from models.two_stream import copy_stream
+
+    encoder_only = pretrained.stream_parts == "encoder"
 
     loaded = {}
     for stream, source in [("rgb", pretrained.rgb_stream), ("keypoint", pretrained.keypoint_stream)]:
@@ -449,11 +456,11 @@ def load_pretrained_streams(model: torch.nn.Module, pretrained: PretrainedSectio
             theirs = load_sign2gloss(source)
         except (FileNotFoundError, KeyError, ValueError) as e:
             raise ValueError(f"{where}: {e}") from e
-        if list(theirs.vocab.glosses) != list(glosses):
+        if not encoder_only and list(theirs.vocab.glosses) != list(glosses):
             raise ValueError(f"{where}: its gloss vocabulary ({len(theirs.vocab.glosses)} glosses) differs from this "
                              f"run's ({len(glosses)}); both must be trained on the same corpus")
         try:
-            loaded[stream] = copy_stream(model, theirs.model.state_dict(), stream)
+            loaded[stream] = copy_stream(model, theirs.model.state_dict(), stream, parts=("backbones",) if encoder_only else None)
         except ValueError as e:
             raise ValueError(f"{where} ({theirs.path}): {e}") from e
     return loaded
@@ -484,7 +491,8 @@ def pretrained_parameter_names(model: torch.nn.Module, pretrained: PretrainedSec
     prefixes = []
     for stream in ("rgb", "keypoint"):
         if getattr(pretrained, f"{stream}_stream"):
-            prefixes += [f"{part}.{stream}." for part in STREAM_PARTS]
+            parts = ("backbones",) if pretrained.stream_parts == "encoder" else STREAM_PARTS
+            prefixes += [f"{part}.{stream}." for part in parts]
         elif getattr(pretrained, f"{stream}_s3d"):
             prefixes.append(f"backbones.{stream}.")
     return {n for n, _ in model.named_parameters() if prefixes and n.startswith(tuple(prefixes))}

@@ -357,16 +357,21 @@ STREAM_PARTS = ("backbones", "heads", "pyramids", "aux_heads")  # TwoStreamSLR's
 BACKBONE_PARTS = ("backbones", "rgb_to_keypoint", "keypoint_to_rgb", "pyramids", "aux_heads")
 
 
-def copy_stream(model: TwoStreamSLR, theirs: dict[str, torch.Tensor], stream: str) -> list[str]:
+def copy_stream(model: TwoStreamSLR, theirs: dict[str, torch.Tensor], stream: str,
+                parts: tuple[str, ...] | None = None) -> list[str]:
     """Copy one stream (`rgb` or `keypoint`) of another model's state dict `theirs` into `model`:
     its S3D (`backbones.<stream>.*`) and head (`heads.<stream>.*`) must be there with the model's
-    shapes; its sign pyramid and auxiliary heads are copied when `theirs` has them too. Returns
+    shapes; its sign pyramid and auxiliary heads are copied when `theirs` has them too. `parts`
+    (of STREAM_PARTS; None: all) limits the copy, e.g. ("backbones",) for the S3D alone. Returns
     the parts copied; raises ValueError listing missing/unexpected keys and shape mismatches."""
     if stream not in model.backbones:
         raise ValueError(f"the model has no {stream} stream")
+    unknown = sorted(set(parts or ()) - set(STREAM_PARTS))
+    if unknown:
+        raise ValueError(f"unknown stream parts {unknown}; known: {list(STREAM_PARTS)}")
     own = model.state_dict()
     copied, update = [], {}
-    for part in STREAM_PARTS:
+    for part in parts or STREAM_PARTS:
         prefix = f"{part}.{stream}."
         wanted = [k for k in own if k.startswith(prefix)]
         present = [k for k in wanted if k in theirs]

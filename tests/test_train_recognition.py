@@ -632,3 +632,37 @@ def test_pretrained_s3d_loads_into_both_streams_and_errors_name_the_setting(tmp_
         load_pretrained_backbones(small, PretrainedSection(rgb_s3d=str(path)))
     with pytest.raises(ValueError, match="no keypoint stream"):
         load_pretrained_backbones(small, PretrainedSection(keypoint_s3d=str(path)))
+
+
+def test_encoder_only_copy_takes_the_s3d_of_a_run_with_another_vocabulary(tmp_path):
+    """pretrained.stream_parts=encoder: only backbones.<stream>.* comes from the source run (here
+    trained on other glosses, as a Sign2Gloss run of another sign language); the head keeps its
+    fresh weights, and only the S3D's parameters count as pretrained for lr_scale."""
+    from jobs.train_recognition import PretrainedSection, load_pretrained_streams, pretrained_parameter_names
+    from models.two_stream import TwoStreamConfig, TwoStreamSLR, copy_stream
+    from pipelines.vocabulary import GlossVocabulary
+    from training.checkpoint import save_sign2gloss
+
+    sizes = dict(streams=["rgb"], width=0.0625, rgb_size=32, pyramid=False, head_hidden=16, head_ff=16, dropout=0.0)
+    torch.manual_seed(0)
+    source = TwoStreamSLR(TwoStreamConfig(num_classes=6, **sizes))  # 5 glosses + blank
+    ckpt = tmp_path / "other_language" / "checkpoint_000001"
+    save_sign2gloss(ckpt / "model", model=source, vocab=GlossVocabulary(["P", "Q", "R", "S", "T"]), collate=VideoCollateConfig())
+    torch.manual_seed(1)
+    model = TwoStreamSLR(TwoStreamConfig(num_classes=4, **sizes))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    pretrained = PretrainedSection(rgb_stream=str(ckpt), stream_parts="encoder", lr_scale=0.5)
+    assert load_pretrained_streams(model, pretrained, ["A", "B", "C"]) == {"rgb": ["backbones"]}
+    theirs, after = source.state_dict(), model.state_dict()
+    backbone = [k for k in after if k.startswith("backbones.rgb.")]
+    assert backbone and all(torch.equal(after[k], theirs[k]) for k in backbone)
+    assert any(not torch.equal(before[k], theirs[k]) for k in backbone if before[k].is_floating_point())
+    rest = [k for k in after if not k.startswith("backbones.")]
+    assert rest and all(torch.equal(after[k], before[k]) for k in rest)  # head (classifier of 4 rows) untouched
+    assert pretrained_parameter_names(model, pretrained) == {n for n, _ in model.named_parameters() if n.startswith("backbones.rgb.")}
+
+    with pytest.raises(ValueError, match=r"rgb_stream .*gloss vocabulary \(5 glosses\) differs from this run's \(3\)"):
+        load_pretrained_streams(model, PretrainedSection(rgb_stream=str(ckpt)), ["A", "B", "C"])  # the whole stream needs the same glosses
+    with pytest.raises(ValueError, match=r"unknown stream parts \['head'\]"):
+        copy_stream(model, theirs, "rgb", parts=("head",))
