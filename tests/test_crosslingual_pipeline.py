@@ -106,6 +106,8 @@ def check_chain(commands: list[tuple[str, object]]) -> None:
         elif job == "train_recognition":  # mixed training on the mapping's relabel file
             assert cfg.data.auxiliary and cfg.data.alpha > 0
             check_recognition(cfg, pre.out_dir, datasets, relabel_files(mapping))
+            for stream in (cfg.pretrained.rgb_stream, cfg.pretrained.keypoint_stream):  # a Sign2Gloss run of the chain
+                assert stream is None or normpath(stream) in s2g, (stream, s2g)
         elif job == "sweep":
             assert mapping is not None and cfg.recipe == "recognition"
             for key, values in cfg.search.grid.items():
